@@ -1,0 +1,1 @@
+"""Users, teams, groups, relay tokens, prices, the ledger and usage."""

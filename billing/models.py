@@ -1,0 +1,206 @@
+"""Who may call the relay and what it costs them. Amounts are integer µUSD."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.contrib.auth.models import AbstractUser
+from django.core.validators import MinValueValidator
+# Aliased: `models` is also a field name (the models a channel or token allows).
+from django.db import models as dj
+
+from billing.querysets import TokenQuerySet, UsageLogQuerySet
+
+DEFAULT_GROUP = "default"
+
+
+class Group(dj.Model):
+    name = dj.SlugField(max_length=64, unique=True)
+    multiplier = dj.DecimalField(
+        max_digits=12, decimal_places=6, default=Decimal(1), validators=[MinValueValidator(Decimal(0))]
+    )
+    description = dj.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def default_group_id() -> int:
+    group, _ = Group.objects.get_or_create(name=DEFAULT_GROUP)
+    return group.pk
+
+
+class Team(dj.Model):
+    name = dj.CharField(max_length=128, unique=True)
+    multiplier = dj.DecimalField(
+        max_digits=12, decimal_places=6, default=Decimal(1), validators=[MinValueValidator(Decimal(0))]
+    )
+    created_at = dj.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class User(AbstractUser):
+    class Role(dj.TextChoices):
+        OPERATOR = "operator"
+        TEAM_ADMIN = "team_admin", "Team admin"
+        MEMBER = "member"
+
+    role = dj.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    group = dj.ForeignKey(
+        Group, on_delete=dj.PROTECT, blank=True, related_name="users", help_text="Blank: the default group."
+    )
+    team = dj.ForeignKey(Team, on_delete=dj.SET_NULL, null=True, blank=True, related_name="members")
+    # Sum of this user's ledger, kept in the same transaction as each entry.
+    balance = dj.BigIntegerField(default=0, editable=False, help_text="µUSD")
+    access_token_hash = dj.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
+    access_token_prefix = dj.CharField(max_length=16, blank=True, editable=False)
+
+    def save(self, *args, **kwargs) -> None:
+        # Role is the one source of truth for admin access; createsuperuser
+        # still yields an operator.
+        if self.is_superuser and self.role == self.Role.MEMBER:
+            self.role = self.Role.OPERATOR
+        self.is_superuser = self.role == self.Role.OPERATOR
+        self.is_staff = self.role != self.Role.MEMBER
+        if self.group_id is None:
+            self.group_id = default_group_id()
+        super().save(*args, **kwargs)
+
+    @property
+    def is_operator(self) -> bool:
+        return self.role == self.Role.OPERATOR
+
+    @property
+    def is_team_admin(self) -> bool:
+        return self.role == self.Role.TEAM_ADMIN
+
+
+class Token(dj.Model):
+    """A relay key (``sk-…``). Only its SHA-256 and a display prefix are kept."""
+
+    class Status(dj.TextChoices):
+        ACTIVE = "active"
+        DISABLED = "disabled"
+
+    user = dj.ForeignKey(User, on_delete=dj.PROTECT, related_name="tokens")
+    name = dj.CharField(max_length=128)
+    key_hash = dj.CharField(max_length=64, unique=True, editable=False)
+    key_prefix = dj.CharField(max_length=16, editable=False)
+    status = dj.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    expires_at = dj.DateTimeField(null=True, blank=True)
+    quota = dj.BigIntegerField(null=True, blank=True, help_text="Spending cap in µUSD; empty: none.")
+    used = dj.BigIntegerField(default=0, editable=False, help_text="µUSD charged so far.")
+    models = dj.JSONField(default=list, blank=True, help_text="Allowed models; empty: all.")
+    subnets = dj.JSONField(default=list, blank=True, help_text="Allowed client CIDRs; empty: all.")
+    rpm_limit = dj.PositiveIntegerField(null=True, blank=True)
+    tpm_limit = dj.PositiveIntegerField(null=True, blank=True)
+    rpd_limit = dj.PositiveIntegerField(null=True, blank=True)
+    concurrency_limit = dj.PositiveIntegerField(null=True, blank=True)
+    created_at = dj.DateTimeField(auto_now_add=True)
+    last_used_at = dj.DateTimeField(null=True, blank=True, editable=False)
+    deleted_at = dj.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = TokenQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.key_prefix})"
+
+
+class ModelPrice(dj.Model):
+    """USD per 1M tokens (or per request / per image). Blank channel_type: any."""
+
+    model = dj.CharField(max_length=128)
+    channel_type = dj.CharField(max_length=32, blank=True)
+    input = dj.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
+    output = dj.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
+    cached_input = dj.DecimalField(
+        max_digits=14, decimal_places=6, null=True, blank=True, help_text="Empty: same as input."
+    )
+    audio = dj.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    per_request = dj.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
+    per_image = dj.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
+    updated_at = dj.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model"]
+        constraints = [dj.UniqueConstraint(fields=["model", "channel_type"], name="modelprice_unique")]
+
+    def __str__(self) -> str:
+        return self.model if not self.channel_type else f"{self.model} [{self.channel_type}]"
+
+
+class LedgerEntry(dj.Model):
+    """Append-only: every change of a balance is one row."""
+
+    class Kind(dj.TextChoices):
+        TOPUP = "topup"
+        REDEMPTION = "redemption"
+        CHARGE = "charge"
+        REFUND = "refund"
+        ADJUSTMENT = "adjustment"
+
+    user = dj.ForeignKey(User, on_delete=dj.PROTECT, related_name="ledger")
+    kind = dj.CharField(max_length=16, choices=Kind.choices)
+    amount = dj.BigIntegerField(help_text="µUSD; negative for charges.")
+    balance_after = dj.BigIntegerField()
+    usage = dj.OneToOneField(
+        "UsageLog", on_delete=dj.PROTECT, null=True, blank=True, related_name="ledger_entry"
+    )
+    actor = dj.ForeignKey(User, on_delete=dj.PROTECT, null=True, blank=True, related_name="+")
+    note = dj.CharField(max_length=255, blank=True)
+    created_at = dj.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "ledger entries"
+
+    def save(self, *args, **kwargs) -> None:
+        if self.pk is not None:
+            raise ValueError("ledger entries are append-only")
+        super().save(*args, **kwargs)
+
+
+class UsageLog(dj.Model):
+    """One row per request that reached an upstream."""
+
+    request_id = dj.CharField(max_length=64, unique=True)
+    created_at = dj.DateTimeField(db_index=True)
+    user = dj.ForeignKey(User, on_delete=dj.PROTECT, related_name="usage")
+    token = dj.ForeignKey(Token, on_delete=dj.PROTECT, null=True, blank=True, related_name="usage")
+    endpoint = dj.CharField(max_length=64)
+    model = dj.CharField(max_length=128, db_index=True)
+    upstream_model = dj.CharField(max_length=128, blank=True)
+    channel = dj.ForeignKey(
+        "channels_app.Channel", on_delete=dj.PROTECT, null=True, blank=True, related_name="usage"
+    )
+    key = dj.ForeignKey(
+        "channels_app.ChannelKey", on_delete=dj.PROTECT, null=True, blank=True, related_name="usage"
+    )
+    prompt_tokens = dj.PositiveIntegerField(default=0)
+    completion_tokens = dj.PositiveIntegerField(default=0)
+    cached_tokens = dj.PositiveIntegerField(default=0)
+    estimated = dj.BooleanField(default=False, help_text="Tokens counted locally; upstream reported none.")
+    cost = dj.BigIntegerField(default=0, help_text="µUSD")
+    group_multiplier = dj.DecimalField(max_digits=12, decimal_places=6, default=Decimal(1))
+    team_multiplier = dj.DecimalField(max_digits=12, decimal_places=6, default=Decimal(1))
+    attempts = dj.PositiveSmallIntegerField(default=1)
+    status = dj.PositiveSmallIntegerField(help_text="HTTP status sent to the client.")
+    latency_ms = dj.PositiveIntegerField(default=0)
+    stream = dj.BooleanField(default=False)
+    error = dj.TextField(blank=True)
+
+    objects = UsageLogQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]

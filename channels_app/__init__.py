@@ -1,0 +1,1 @@
+"""Channels (upstream accounts) and their key pools."""

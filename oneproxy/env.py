@@ -1,0 +1,126 @@
+"""Strict readers for settings that come from the environment.
+
+Every reader raises ``ImproperlyConfigured`` naming the variable, so a bad
+value stops start-up with a message the operator can act on.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+
+def _raw(name: str) -> str | None:
+    """The variable's value, or the contents of the file named by NAME_FILE
+    (Docker secrets), or None when neither is set or the value is empty."""
+    value = os.environ.get(name)
+    if value:
+        return value
+    path = os.environ.get(f"{name}_FILE")
+    if path:
+        try:
+            return Path(path).read_text().strip() or None
+        except OSError as exc:
+            raise ImproperlyConfigured(f"{name}_FILE: cannot read {path}: {exc.strerror}") from None
+    return None
+
+
+def envstr(name: str, default: str | None = None) -> str | None:
+    value = _raw(name)
+    return default if value is None else value
+
+
+def envbool(name: str, default: bool) -> bool:
+    value = _raw(name)
+    if value is None:
+        return default
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name} must be a boolean (true/false), got {value!r}")
+
+
+def envint(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    value = _raw(name)
+    if value is None:
+        return default
+    try:
+        number = int(value.strip())
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {number}")
+    if maximum is not None and number > maximum:
+        raise ImproperlyConfigured(f"{name} must be at most {maximum}, got {number}")
+    return number
+
+
+def envcidrs(name: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Comma-separated CIDRs (or single addresses)."""
+    value = _raw(name)
+    if value is None:
+        return ()
+    networks = []
+    for part in value.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}: {part!r} is not an IP network (CIDR)") from None
+    return tuple(networks)
+
+
+def envtoken(name: str) -> str | None:
+    """A secret token of 16–256 printable ASCII characters, no spaces."""
+    value = _raw(name)
+    if value is None:
+        return None
+    if not 16 <= len(value) <= 256 or not all(33 <= ord(c) <= 126 for c in value):
+        raise ImproperlyConfigured(f"{name} must be 16–256 printable characters without spaces")
+    return value
+
+
+def envurl(name: str, schemes: tuple[str, ...]) -> str | None:
+    value = _raw(name)
+    if value is None:
+        return None
+    scheme = value.split("://", 1)[0].lower() if "://" in value else ""
+    if scheme not in schemes:
+        raise ImproperlyConfigured(f"{name} must be a URL starting with one of {', '.join(s + '://' for s in schemes)}")
+    return value
+
+
+def persistent_secret(name: str, data_dir: Path, make: callable) -> str:  # type: ignore[valid-type]
+    """The variable's value; otherwise a value generated once into
+    ``data_dir/<name>`` (mode 0600), so restarts keep sessions and can still
+    decrypt stored provider keys. Never a constant in the repository."""
+    value = _raw(name)
+    if value is not None:
+        return value
+    path = data_dir / name.lower()
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    data_dir.mkdir(parents=True, exist_ok=True)
+    generated = make()
+    # O_EXCL: two processes starting together must not write different keys.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as f:
+        f.write(generated + "\n")
+    return generated
+
+
+def new_django_secret() -> str:
+    return secrets.token_urlsafe(50)

@@ -1,0 +1,178 @@
+"""Django settings, read from the environment (see README "Configuration").
+
+Embedded mode: no REDIS_URL (and SQLite unless DATABASE_URL is set) — one
+relay process, Celery on a filesystem broker. Service mode: DATABASE_URL is
+PostgreSQL and REDIS_URL is set — any number of relay processes share state
+through Redis.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
+
+from oneproxy.env import (
+    envbool,
+    envcidrs,
+    envint,
+    envstr,
+    envtoken,
+    envurl,
+    new_django_secret,
+    persistent_secret,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(envstr("ONEPROXY_DATA_DIR", str(BASE_DIR / "data"))).resolve()  # type: ignore[arg-type]
+
+SECRET_KEY = persistent_secret("SECRET_KEY", DATA_DIR, new_django_secret)
+ONEPROXY_ENCRYPTION_KEY = persistent_secret(
+    "ONEPROXY_ENCRYPTION_KEY", DATA_DIR, lambda: Fernet.generate_key().decode()
+)
+try:
+    Fernet(ONEPROXY_ENCRYPTION_KEY)
+except ValueError:
+    raise ImproperlyConfigured(
+        "ONEPROXY_ENCRYPTION_KEY must be a Fernet key (32 url-safe base64-encoded bytes)"
+    ) from None
+
+DEBUG = envbool("DEBUG", False)
+ALLOWED_HOSTS = (envstr("ALLOWED_HOSTS", "*") or "*").split(",")
+CSRF_TRUSTED_ORIGINS = [o for o in (envstr("CSRF_TRUSTED_ORIGINS", "") or "").split(",") if o]
+
+PORT = envint("PORT", 3000, minimum=1, maximum=65535)
+REDIS_URL = envurl("REDIS_URL", ("redis", "rediss", "unix"))
+SERVICE_MODE = REDIS_URL is not None
+
+ONEPROXY_ADMIN_PASSWORD = envstr("ONEPROXY_ADMIN_PASSWORD")
+ONEPROXY_ADMIN_ACCESS_TOKEN = envtoken("ONEPROXY_ADMIN_ACCESS_TOKEN")
+ONEPROXY_MAX_BODY_BYTES = envint("ONEPROXY_MAX_BODY_BYTES", 32 * 1024 * 1024, minimum=1024)
+ONEPROXY_TRUSTED_PROXIES = envcidrs("ONEPROXY_TRUSTED_PROXIES")
+# Attempts after the first one: another key, then another channel.
+ONEPROXY_RETRY_COUNT = envint("ONEPROXY_RETRY_COUNT", 3, minimum=0, maximum=20)
+# Completion tokens assumed for a hold when the request sets no max_tokens.
+ONEPROXY_DEFAULT_MAX_TOKENS = envint("ONEPROXY_DEFAULT_MAX_TOKENS", 4096, minimum=1)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_celery_beat",
+    "billing",
+    "channels_app",
+    "oneproxy",  # management commands (bootstrap, serve)
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "oneproxy.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "oneproxy" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+ASGI_APPLICATION = "oneproxy.asgi.application"
+
+
+def _databases() -> dict:
+    url = envurl("DATABASE_URL", ("postgres", "postgresql", "sqlite"))
+    if url is None:
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{DATA_DIR / 'oneproxy.sqlite3'}"
+    db = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        db["CONN_MAX_AGE"] = 0
+        # WAL lets readers run beside the one writer; IMMEDIATE takes the write
+        # lock at BEGIN so two writers queue on the busy timeout instead of
+        # failing with "database is locked" when a read upgrades to a write.
+        db["OPTIONS"] = {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+        }
+        db["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
+    return {"default": db}
+
+
+DATABASES = _databases()
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "billing.User"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["billing.authentication.AccessTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "oneproxy.api_errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+# Celery: Redis in service mode; in embedded mode kombu's filesystem transport,
+# which needs no server and supports remote control (`celery inspect`).
+if SERVICE_MODE:
+    CELERY_BROKER_URL = REDIS_URL
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
+else:
+    _broker = DATA_DIR / "broker"
+    CELERY_BROKER_URL = "filesystem://localhost//"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker / "queue"),
+        "data_folder_out": str(_broker / "queue"),
+        "processed_folder": str(_broker / "processed"),
+        "control_folder": str(_broker / "control"),
+        "store_processed": False,
+        "polling_interval": 0.1,
+    }
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ACKS_LATE = True
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

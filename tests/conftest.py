@@ -1,0 +1,70 @@
+"""Suite-wide fixtures and the two-mode switch.
+
+`make test` runs this suite twice: embedded (SQLite, no Redis) and, when
+DATABASE_URL and REDIS_URL are set, service mode (PostgreSQL + Redis).
+Tests marked ``service`` run only in the latter, ``embedded`` only in the
+former. With ONEPROXY_FAIL_ON_SKIP=1 (set by .ci/run) a service-mode test
+that would be skipped fails instead.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from tests.emulators.fixtures import *  # noqa: F403 - the upstream emulators
+
+
+def _service_mode() -> bool:
+    return bool(settings.SERVICE_MODE and "postgresql" in settings.DATABASES["default"]["ENGINE"])
+
+
+def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def]
+    service = _service_mode()
+    for item in items:
+        if "service" in item.keywords and not service:
+            item.add_marker(pytest.mark.skip(reason="service mode: set DATABASE_URL (PostgreSQL) and REDIS_URL"))
+        if "embedded" in item.keywords and service:
+            item.add_marker(pytest.mark.skip(reason="embedded mode only"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("ONEPROXY_FAIL_ON_SKIP") == "1" and report.skipped and "service" in item.keywords:
+        report.outcome = "failed"
+        report.longrepr = f"service-mode test skipped under ONEPROXY_FAIL_ON_SKIP=1: {report.longrepr}"
+
+
+@pytest.fixture
+def make_user(db):  # type: ignore[no-untyped-def]
+    """make_user(username, role=..., team=..., group=...) → (user, access_token)."""
+    from billing import services
+
+    def make(username: str, **kwargs):  # type: ignore[no-untyped-def]
+        return services.create_user(username=username, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def operator(make_user):  # type: ignore[no-untyped-def]
+    user, token = make_user("op", role="operator")
+    return user, token
+
+
+@pytest.fixture
+def api():  # type: ignore[no-untyped-def]
+    """api(access_token) → a DRF test client sending that Bearer token."""
+
+    def client(token: str | None = None) -> APIClient:
+        c = APIClient()
+        if token:
+            c.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+        return c
+
+    return client
