@@ -1,9 +1,52 @@
-"""ASGI entry point: the relay serves /v1/* and its other paths; Django the rest."""
+"""ASGI entry point: the relay serves /v1/* (and its unprefixed twins);
+Django serves the admin, the management API and health checks.
+
+The relay is a lean ASGI app of its own, not a Django view: Django's
+request handling alone costs several times the whole relay's budget
+(DESIGN.md, "Why the relay is a lean ASGI app in front of Django").
+"""
+
+from __future__ import annotations
 
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "oneproxy.settings")
 
-from django.core.asgi import get_asgi_application  # noqa: E402
+from django.core.asgi import get_asgi_application
 
-application = get_asgi_application()
+django_app = get_asgi_application()
+
+from oneproxy.relay_backend import DjangoBackend, relay_config  # noqa: E402
+from relay.app import Relay, is_relay_path  # noqa: E402
+
+
+def build(relay: Relay):  # type: ignore[no-untyped-def]
+    async def application(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] == "http" and is_relay_path(scope["path"]):
+            await relay(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await _lifespan(relay, receive, send)
+        else:
+            await django_app(scope, receive, send)
+
+    return application
+
+
+async def _lifespan(relay: Relay, receive, send) -> None:  # type: ignore[no-untyped-def]
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            try:
+                await relay.startup()
+            except Exception as exc:  # noqa: BLE001 - reported to the server, which exits
+                await send({"type": "lifespan.startup.failed", "message": repr(exc)})
+                return
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await relay.shutdown()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+relay = Relay(relay_config(), DjangoBackend())
+application = build(relay)

@@ -29,9 +29,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(envstr("ONEPROXY_DATA_DIR", str(BASE_DIR / "data"))).resolve()  # type: ignore[arg-type]
 
 SECRET_KEY = persistent_secret("SECRET_KEY", DATA_DIR, new_django_secret)
-ONEPROXY_ENCRYPTION_KEY = persistent_secret(
-    "ONEPROXY_ENCRYPTION_KEY", DATA_DIR, lambda: Fernet.generate_key().decode()
-)
+ONEPROXY_ENCRYPTION_KEY = persistent_secret("ONEPROXY_ENCRYPTION_KEY", DATA_DIR, lambda: Fernet.generate_key().decode())
 try:
     Fernet(ONEPROXY_ENCRYPTION_KEY)
 except ValueError:
@@ -55,6 +53,8 @@ ONEPROXY_TRUSTED_PROXIES = envcidrs("ONEPROXY_TRUSTED_PROXIES")
 ONEPROXY_RETRY_COUNT = envint("ONEPROXY_RETRY_COUNT", 3, minimum=0, maximum=20)
 # Completion tokens assumed for a hold when the request sets no max_tokens.
 ONEPROXY_DEFAULT_MAX_TOKENS = envint("ONEPROXY_DEFAULT_MAX_TOKENS", 4096, minimum=1)
+# Unpriced models: charged at the "*" ModelPrice row (default), or refused.
+ONEPROXY_REFUSE_UNPRICED = envbool("ONEPROXY_REFUSE_UNPRICED", False)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

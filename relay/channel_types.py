@@ -25,7 +25,9 @@ CHANNEL_TYPES: dict[str, ChannelType] = {
         ChannelType("ollama", "Ollama (native API)", "http://127.0.0.1:11434", "ollama", local=True),
         ChannelType("deepseek", "DeepSeek", "https://api.deepseek.com/v1", "openai"),
         ChannelType("moonshot", "Moonshot (Kimi)", "https://api.moonshot.cn/v1", "openai"),
-        ChannelType("dashscope", "Alibaba DashScope (Qwen)", "https://dashscope.aliyuncs.com/compatible-mode/v1", "openai"),
+        ChannelType(
+            "dashscope", "Alibaba DashScope (Qwen)", "https://dashscope.aliyuncs.com/compatible-mode/v1", "openai"
+        ),
         ChannelType("zhipu", "Zhipu (GLM)", "https://open.bigmodel.cn/api/paas/v4", "openai"),
         ChannelType("qianfan", "Baidu Qianfan (ERNIE)", "https://qianfan.baidubce.com/v2", "openai"),
         ChannelType("siliconflow", "SiliconFlow", "https://api.siliconflow.cn/v1", "openai"),

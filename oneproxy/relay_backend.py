@@ -1,0 +1,50 @@
+"""The relay's Backend (relay/ports.py) implemented with the Django apps."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import close_old_connections
+
+from billing import snapshot as billing_snapshot
+from billing import usage_sink
+from channels_app.models import ConfigVersion
+from channels_app.snapshot import load_channels
+from relay.app import RelayConfig
+from relay.ports import Settled, UsageEvent
+from relay.snapshot import Snapshot
+
+
+class DjangoBackend:
+    def config_version(self) -> int:
+        close_old_connections()
+        return ConfigVersion.objects.filter(pk=1).values_list("version", flat=True).first() or 0
+
+    def load_snapshot(self) -> Snapshot:
+        close_old_connections()
+        version = self.config_version()
+        return Snapshot.build(
+            version=version,
+            tokens=billing_snapshot.load_tokens(),
+            users=billing_snapshot.load_users(),
+            channels=load_channels(),
+            prices=billing_snapshot.load_prices(),
+            refuse_unpriced=settings.ONEPROXY_REFUSE_UNPRICED,
+        )
+
+    def apply_usage(self, events: list[UsageEvent]) -> Settled:
+        close_old_connections()
+        return usage_sink.apply_usage(events)
+
+    def balances(self, user_ids: list[int], token_ids: list[int]) -> Settled:
+        close_old_connections()
+        return usage_sink.current_balances(user_ids, token_ids)
+
+
+def relay_config() -> RelayConfig:
+    return RelayConfig(
+        max_body_bytes=settings.ONEPROXY_MAX_BODY_BYTES,
+        trusted_proxies=settings.ONEPROXY_TRUSTED_PROXIES,
+        retry_count=settings.ONEPROXY_RETRY_COUNT,
+        default_max_tokens=settings.ONEPROXY_DEFAULT_MAX_TOKENS,
+        redis_url=settings.REDIS_URL,
+    )

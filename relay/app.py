@@ -1,0 +1,709 @@
+"""The relay's ASGI application: OpenAI-compatible endpoints in front of a
+pool of upstream channels.
+
+Per request: authenticate from the in-process snapshot, hold an estimate,
+forward through the shared aiohttp session (retrying on another key or
+channel before the first byte), stream the answer back, settle the real cost.
+No Django request machinery and no synchronous database call on this path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+import aiohttp
+import orjson
+
+from relay import keys as relay_keys
+from relay import tokenizer
+from relay.db import DbWorker
+from relay.errors import RelayError, bad_request, forbidden, mask_secrets, model_not_found, unauthorized
+from relay.http import ClientGone, Receive, Scope, Send, client_ip, header, read_body, send_response
+from relay.ledger import Hold, Ledger, MemoryLedger, RedisLedger
+from relay.metering import Usage, cost_micro, hold_micro, usage_from_openai
+from relay.ports import Backend, Settled, UsageEvent
+from relay.providers import openai as openai_adapter
+from relay.routing import KeyPicker, candidate_channels
+from relay.snapshot import ChannelSnap, KeySnap, Snapshot, TokenSnap, UserSnap
+
+log = logging.getLogger("oneproxy.relay")
+
+POST_ENDPOINTS = openai_adapter.JSON_ENDPOINTS | {"audio/transcriptions", "audio/translations"}
+# Relay paths served without the /v1 prefix too.
+UNPREFIXED = frozenset("/" + e for e in POST_ENDPOINTS) | {"/models"}
+SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
+# How much of a stream is kept to count tokens when the upstream reports none.
+DELIVERED_KEEP = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class RelayConfig:
+    max_body_bytes: int
+    trusted_proxies: tuple
+    retry_count: int
+    default_max_tokens: int
+    redis_url: str | None = None
+    poll_interval: float = 1.0
+
+
+def is_relay_path(path: str) -> bool:
+    return path.startswith("/v1/") or path in UNPREFIXED or path.startswith("/models/")
+
+
+class UpstreamFailure(Exception):
+    """One attempt failed before anything reached the client."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        key_fault: bool = False,
+        retry_after: float | None = None,
+        retryable: bool = True,
+        body: bytes = b"",
+        timeout: bool = False,
+        reached: bool = True,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.key_fault = key_fault
+        self.retry_after = retry_after
+        self.retryable = retryable
+        self.body = body
+        self.timeout = timeout
+        self.reached = reached
+
+
+@dataclass(slots=True)
+class Call:
+    """One client request on its way through the relay."""
+
+    request_id: str
+    started: float
+    endpoint: str
+    token: TokenSnap
+    user: UserSnap
+    model: str
+    raw: bytes
+    payload: dict | None
+    content_type: str
+    stream: bool
+    hold: Hold | None = None
+    attempts: int = 0
+    reached: bool = False
+    channel: ChannelSnap | None = None
+    key: KeySnap | None = None
+
+
+class Relay:
+    def __init__(self, config: RelayConfig, backend: Backend) -> None:
+        self.config = config
+        self.backend = backend
+        self.snapshot: Snapshot | None = None
+        self.picker = KeyPicker()
+        self.session: aiohttp.ClientSession | None = None
+        self.db: DbWorker | None = None
+        self.ledger: Ledger | None = None
+        self._background: list[asyncio.Task] = []
+        self._redis = None
+
+    # --- lifecycle --------------------------------------------------------
+
+    async def startup(self) -> None:
+        self.db = DbWorker(self.backend, self._on_settled)
+        self.db.start()
+        if self.config.redis_url:
+            import redis.asyncio as aioredis
+
+            self._redis = aioredis.Redis.from_url(self.config.redis_url)
+            self.ledger = RedisLedger(self._redis, self.db)
+            from relay.usage_stream import consume_usage
+
+            self._background.append(asyncio.create_task(consume_usage(self._redis, self.db)))
+        else:
+            self.ledger = MemoryLedger(self.db)
+        self._install(await self.db.run(self.backend.load_snapshot))
+        # No connection cap (streams must never queue behind each other);
+        # trust_env honours HTTP(S)_PROXY for outbound traffic.
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+            timeout=aiohttp.ClientTimeout(total=None),
+            trust_env=True,
+        )
+        self._background.append(asyncio.create_task(self._poll_config()))
+
+    async def shutdown(self) -> None:
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        if self.session is not None:
+            await self.session.close()
+        if self.db is not None:
+            await self.db.close()
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    async def reload(self) -> None:
+        """Load a fresh snapshot now (tests; the poller does this by itself)."""
+        assert self.db is not None
+        self._install(await self.db.run(self.backend.load_snapshot))
+
+    def _install(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        assert self.ledger is not None
+        self.ledger.on_snapshot(snapshot)
+
+    def _on_settled(self, events: list[UsageEvent], settled: Settled) -> None:
+        if isinstance(self.ledger, MemoryLedger):
+            self.ledger.on_settled(events, settled)
+
+    async def _poll_config(self) -> None:
+        """Reload snapshots when the config version row moves (≤ poll interval)."""
+        assert self.db is not None
+        while True:
+            await asyncio.sleep(self.config.poll_interval)
+            try:
+                version = await self.db.run(self.backend.config_version)
+                if self.snapshot is None or version != self.snapshot.version:
+                    self._install(await self.db.run(self.backend.load_snapshot))
+            except Exception:
+                log.exception("reloading the relay snapshot failed; keeping the previous one")
+
+    # --- ASGI -------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request_id = "req_" + os.urandom(12).hex()
+        path = scope["path"]
+        endpoint = path[4:] if path.startswith("/v1/") else path[1:]
+        try:
+            if scope["method"] == "POST" and endpoint in POST_ENDPOINTS:
+                await self.proxy(scope, receive, send, request_id, endpoint)
+            elif scope["method"] == "GET" and (endpoint == "models" or endpoint.startswith("models/")):
+                await self.models(scope, send, request_id, endpoint[7:])
+            else:
+                raise RelayError(404, f"Unknown request URL: {scope['method']} {path}.", code="unknown_url")
+        except RelayError as exc:
+            extra = [(b"retry-after", str(exc.retry_after).encode())] if exc.retry_after is not None else None
+            await send_response(send, exc.status, exc.body(request_id), request_id, extra=extra)
+        except ClientGone:
+            return
+
+    # --- auth and access ----------------------------------------------------
+
+    def authenticate(self, scope: Scope) -> tuple[TokenSnap, UserSnap, int | None]:
+        raw = header(scope, b"authorization")
+        if raw is not None:
+            scheme, _, key = raw.decode("latin-1").partition(" ")
+            key = key.strip() if scheme.lower() == "bearer" else ""
+        else:
+            key = (header(scope, b"x-api-key") or b"").decode("latin-1").strip()
+        if not key:
+            raise unauthorized("You didn't provide an API key. Send 'Authorization: Bearer sk-…'.")
+        key, pinned = relay_keys.split_pinned(key)
+        assert self.snapshot is not None
+        token = self.snapshot.tokens.get(relay_keys.hash_key(key))
+        user = self.snapshot.users.get(token.user_id) if token else None
+        if token is None or user is None:
+            raise unauthorized("Incorrect API key provided.")
+        if not token.active or not user.active:
+            raise unauthorized("This API key is disabled.")
+        if token.expires_at is not None and token.expires_at <= time.time():
+            raise unauthorized("This API key has expired.")
+        if pinned is not None and not user.is_operator:
+            raise forbidden("Only operators may pin a channel (sk-KEY-CHANNELID).", code="channel_pin_forbidden")
+        if token.subnets:
+            ip = client_ip(scope, self.config.trusted_proxies)
+            if ip is None or not any(ip.version == net.version and ip in net for net in token.subnets):
+                raise forbidden(f"Requests from {ip} are not allowed for this API key.", code="ip_not_allowed")
+        return token, user, pinned
+
+    def check_model(self, token: TokenSnap, model: str) -> None:
+        if token.models and model not in token.models:
+            raise forbidden(f"This API key may not use the model '{model}'.", code="model_not_allowed")
+
+    # --- GET /v1/models -----------------------------------------------------
+
+    async def models(self, scope: Scope, send: Send, request_id: str, model_id: str) -> None:
+        token, user, _ = self.authenticate(scope)
+        assert self.snapshot is not None
+        names = [m for m in self.snapshot.models_for(user.group) if not token.models or m in token.models]
+        owners = {}
+        for (group, model), tiers in self.snapshot.routes.items():
+            if group == user.group:
+                owners.setdefault(model, tiers[0][0].type)
+        if model_id:
+            if model_id not in names:
+                raise model_not_found(model_id)
+            body = orjson.dumps({"id": model_id, "object": "model", "created": 0, "owned_by": owners[model_id]})
+        else:
+            data = [{"id": m, "object": "model", "created": 0, "owned_by": owners[m]} for m in names]
+            body = orjson.dumps({"object": "list", "data": data})
+        await send_response(send, 200, body, request_id)
+
+    # --- POST: the proxy ----------------------------------------------------
+
+    async def proxy(self, scope: Scope, receive: Receive, send: Send, request_id: str, endpoint: str) -> None:
+        started = time.monotonic()
+        token, user, pinned = self.authenticate(scope)
+        raw = await read_body(scope, receive, self.config.max_body_bytes)
+        content_type = (header(scope, b"content-type") or b"application/json").decode("latin-1")
+        payload: dict | None = None
+        if endpoint in openai_adapter.JSON_ENDPOINTS:
+            try:
+                payload = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                raise bad_request("We could not parse the JSON body of your request.", code="invalid_json") from None
+            if not isinstance(payload, dict):
+                raise bad_request("The request body must be a JSON object.", code="invalid_json")
+            model = payload.get("model")
+            stream = payload.get("stream") is True
+        else:
+            model = multipart_field(raw, content_type, "model")
+            stream = False
+        if not isinstance(model, str) or not model:
+            raise bad_request("You must provide a model parameter.", param="model", code="missing_model")
+        self.check_model(token, model)
+        tiers = self.route(user, model, pinned)
+        call = Call(request_id, started, endpoint, token, user, model, raw, payload, content_type, stream)
+        price = self._price(model, tiers[0][0])
+        assert self.ledger is not None
+        call.hold = await self.ledger.hold(
+            user,
+            token,
+            hold_micro(
+                len(raw) // 3 if payload is not None else 0,
+                self._max_tokens(call),
+                price,
+                user.group_multiplier,
+                user.team_multiplier,
+            ),
+        )
+        try:
+            response = await self.forward(call, tiers)
+        except BaseException as exc:
+            await self._finish_failed(call, exc)
+            raise
+        if stream:
+            await self.stream(call, response, scope, receive, send)
+        else:
+            await self.respond(call, response, send)
+
+    def route(self, user: UserSnap, model: str, pinned: int | None) -> tuple[tuple[ChannelSnap, ...], ...]:
+        assert self.snapshot is not None
+        if pinned is not None:
+            channel = self.snapshot.channels.get(pinned)
+            if channel is None:
+                raise RelayError(404, f"Channel {pinned} does not exist or is disabled.", code="channel_not_found")
+            return ((channel,),)
+        tiers = self.snapshot.routes.get((user.group, model))
+        if not tiers:
+            raise model_not_found(model)
+        return tiers
+
+    def _price(self, model: str, channel: ChannelSnap):  # type: ignore[no-untyped-def]
+        assert self.snapshot is not None
+        price = self.snapshot.price_for(model, channel)
+        if price is None:
+            raise forbidden(f"The model '{model}' has no price set; ask an operator.", code="model_not_priced")
+        return price
+
+    def _max_tokens(self, call: Call) -> int:
+        if call.endpoint not in ("chat/completions", "completions", "responses"):
+            return 0
+        payload = call.payload or {}
+        for field in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
+            value = payload.get(field)
+            if isinstance(value, int) and value > 0:
+                return value
+        return self.config.default_max_tokens
+
+    async def forward(self, call: Call, tiers: tuple[tuple[ChannelSnap, ...], ...]) -> aiohttp.ClientResponse:
+        """Try keys and channels until one answers 2xx, up to retry_count retries."""
+        last: UpstreamFailure | None = None
+        max_attempts = self.config.retry_count + 1
+        saw_keys = False
+        for channel in candidate_channels(tiers):
+            for key in self.picker.keys_in_order(channel):
+                saw_keys = True
+                if call.attempts >= max_attempts:
+                    break
+                call.attempts += 1
+                call.channel, call.key = channel, key
+                try:
+                    return await self.attempt(call, channel, key)
+                except UpstreamFailure as failure:
+                    call.reached = call.reached or failure.reached
+                    last = failure
+                    if failure.key_fault:
+                        self.picker.bench(key.id, 3600)
+                    elif failure.status == 429:
+                        self.picker.bench(key.id, failure.retry_after or 1.0)
+                    if not failure.retryable:
+                        raise self._client_error(failure) from None
+            if call.attempts >= max_attempts:
+                break
+        if last is not None:
+            raise self._client_error(last)
+        if saw_keys:
+            raise RelayError(503, "No upstream could take the request.", type="server_error", code="no_available_key")
+        retry_after = self._soonest_cooldown(tiers)
+        if retry_after is not None:
+            raise RelayError(
+                429,
+                "Every key for this model is cooling down; retry later.",
+                type="rate_limit_error",
+                code="keys_cooling",
+                retry_after=retry_after,
+            )
+        raise RelayError(
+            503,
+            f"No channel has a usable key for the model '{call.model}'.",
+            type="server_error",
+            code="no_available_key",
+        )
+
+    def _soonest_cooldown(self, tiers: tuple[tuple[ChannelSnap, ...], ...]) -> int | None:
+        now = time.time()
+        waits = [
+            until - now
+            for tier in tiers
+            for channel in tier
+            for key in channel.keys
+            if key.state in ("active", "cooling")
+            for until in (max(key.cooldown_until or 0, self.picker.benched.get(key.id, 0)),)
+            if until > now
+        ]
+        return max(1, int(min(waits) + 0.999)) if waits else None
+
+    def _client_error(self, failure: UpstreamFailure) -> RelayError:
+        if not failure.retryable:
+            return RelayError(failure.status, f"Upstream error: {failure.message}", code="upstream_error")
+        if failure.status == 429:
+            return RelayError(
+                429,
+                f"Upstream rate limit: {failure.message}",
+                type="rate_limit_error",
+                code="rate_limit_exceeded",
+                retry_after=int(failure.retry_after or 1),
+            )
+        if failure.timeout:
+            return RelayError(
+                504, f"Upstream timed out: {failure.message}", type="server_error", code="upstream_timeout"
+            )
+        return RelayError(
+            502,
+            f"Upstream error (status {failure.status}): {failure.message}",
+            type="server_error",
+            code="upstream_error",
+        )
+
+    async def attempt(self, call: Call, channel: ChannelSnap, key: KeySnap) -> aiohttp.ClientResponse:
+        assert self.session is not None
+        body = openai_adapter.prepare_body(channel, call.endpoint, call.raw, call.payload, call.model, call.stream)
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            sock_connect=channel.connect_timeout,
+            sock_read=channel.idle_timeout if call.stream else channel.first_byte_timeout,
+        )
+        try:
+            async with asyncio.timeout(channel.connect_timeout + channel.first_byte_timeout):
+                response = await self.session.post(
+                    openai_adapter.upstream_url(channel, call.endpoint),
+                    data=body,
+                    headers=openai_adapter.upstream_headers(channel, key.secret, call.content_type),
+                    timeout=timeout,
+                    proxy=channel.proxy_url,
+                )
+        except TimeoutError:
+            raise UpstreamFailure(504, "no response in time", timeout=True, reached=False) from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamFailure(502, f"cannot reach upstream: {type(exc).__name__}", reached=False) from None
+        if response.status < 400:
+            return response
+        try:
+            data = await response.read()
+        except (aiohttp.ClientError, TimeoutError):
+            data = b""
+        finally:
+            response.release()
+        raise classify(response.status, data, response.headers, key.secret)
+
+    # --- answering ----------------------------------------------------------
+
+    async def respond(self, call: Call, response: aiohttp.ClientResponse, send: Send) -> None:
+        try:
+            data = await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            response.release()
+            await self._finish_failed(call, exc)
+            raise RelayError(
+                502, "Upstream connection broke while reading the answer.", type="server_error", code="upstream_error"
+            ) from None
+        content_type = response.headers.get("Content-Type", "application/json").encode("latin-1")
+        usage = self._usage_from_body(call, data, content_type)
+        await self._settle(call, usage, 200)
+        await send_response(send, 200, data, call.request_id, content_type=content_type)
+
+    def _usage_from_body(self, call: Call, data: bytes, content_type: bytes) -> Usage:
+        parsed = None
+        if content_type.startswith(b"application/json"):
+            try:
+                parsed = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                parsed = None
+        usage = usage_from_openai(parsed.get("usage")) if isinstance(parsed, dict) else None
+        if usage is None:
+            usage = self._estimate(call, completion_text=_answer_text(parsed))
+        if call.endpoint == "images/generations" and isinstance(parsed, dict):
+            usage.images = len(parsed.get("data") or ())
+        return usage
+
+    def _estimate(self, call: Call, completion_text: str) -> Usage:
+        """Count tokens locally: the upstream reported no usage."""
+        payload = call.payload or {}
+        if call.endpoint == "moderations":
+            return Usage(estimated=True)
+        if isinstance(payload.get("messages"), list):
+            prompt = tokenizer.count_chat_prompt(payload["messages"], call.model)
+        else:
+            text = payload.get("prompt", payload.get("input", ""))
+            if isinstance(text, list):
+                text = " ".join(t for t in text if isinstance(t, str))
+            prompt = tokenizer.count_tokens(text if isinstance(text, str) else "", call.model)
+        return Usage(
+            prompt_tokens=prompt, completion_tokens=tokenizer.count_tokens(completion_text, call.model), estimated=True
+        )
+
+    async def stream(
+        self, call: Call, response: aiohttp.ClientResponse, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        state = _StreamState(
+            client_wants_usage=bool(((call.payload or {}).get("stream_options") or {}).get("include_usage"))
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [*SSE_HEADERS, (b"x-request-id", call.request_id.encode())],
+            }
+        )
+        pump = asyncio.create_task(self._pump(response, send, state))
+        watch = asyncio.create_task(_wait_disconnect(receive))
+        try:
+            await asyncio.wait((pump, watch), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not pump.done():
+                pump.cancel()  # client gone: stop reading upstream
+                state.client_gone = True
+                await asyncio.gather(pump, return_exceptions=True)
+            watch.cancel()
+            response.close()
+        usage = state.usage or self._estimate(call, completion_text=state.delivered_text())
+        failed = state.error is not None
+        await self._settle(call, usage, 200, error=state.error or ("client disconnected" if state.client_gone else ""))
+        if state.client_gone:
+            return
+        if failed:
+            err = {
+                "error": {
+                    "message": f"Upstream stream failed: {state.error} (request id: {call.request_id})",
+                    "type": "server_error",
+                    "code": "upstream_stream_error",
+                }
+            }
+            tail = b"data: " + orjson.dumps(err) + b"\n\n"
+        else:
+            tail = b"data: [DONE]\n\n" if state.done else b""
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+    async def _pump(self, response: aiohttp.ClientResponse, send: Send, state: _StreamState) -> None:
+        buffer = b""
+        try:
+            async for chunk in response.content.iter_any():
+                buffer += chunk
+                out = []
+                while (end := buffer.find(b"\n\n")) >= 0:
+                    event, buffer = buffer[: end + 2], buffer[end + 2 :]
+                    if state.take(event):
+                        out.append(event)
+                if out:
+                    await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
+            if not state.done:
+                state.error = "upstream closed the stream early"
+        except TimeoutError:
+            state.error = "upstream stopped sending (idle timeout)"
+        except aiohttp.ClientError as exc:
+            state.error = f"upstream connection broke ({type(exc).__name__})"
+
+    # --- settlement ---------------------------------------------------------
+
+    async def _settle(self, call: Call, usage: Usage, status: int, error: str = "") -> None:
+        assert self.ledger is not None and call.hold is not None and call.channel is not None
+        price = self._price(call.model, call.channel)
+        cost = cost_micro(usage, price, call.user.group_multiplier, call.user.team_multiplier)
+        await self.ledger.settle(call.hold, self._event(call, usage, cost, status, error))
+        call.hold = None
+
+    def _event(self, call: Call, usage: Usage, cost: int, status: int, error: str) -> UsageEvent:
+        return UsageEvent(
+            request_id=call.request_id,
+            created_at=time.time(),
+            user_id=call.user.id,
+            token_id=call.token.id,
+            endpoint=call.endpoint,
+            model=call.model,
+            upstream_model=call.channel.upstream_model(call.model) if call.channel else call.model,
+            channel_id=call.channel.id if call.channel else None,
+            key_id=call.key.id if call.key else None,
+            usage=usage,
+            cost=cost,
+            group_multiplier=str(call.user.group_multiplier),
+            team_multiplier=str(call.user.team_multiplier),
+            attempts=call.attempts,
+            status=status,
+            latency_ms=int((time.monotonic() - call.started) * 1000),
+            stream=call.stream,
+            error=mask_secrets(error)[:2000],
+        )
+
+    async def _finish_failed(self, call: Call, exc: BaseException) -> None:
+        """Nothing reached the client: release the hold; if an upstream
+        answered, still log the request (at no cost)."""
+        if call.hold is None or self.ledger is None:
+            return
+        if call.reached and call.channel is not None:
+            status = exc.status if isinstance(exc, RelayError) else 502
+            message = exc.message if isinstance(exc, RelayError) else type(exc).__name__
+            await self.ledger.settle(call.hold, self._event(call, Usage(), 0, status, message))
+        else:
+            await self.ledger.release(call.hold)
+        call.hold = None
+
+
+class _StreamState:
+    __slots__ = ("client_gone", "client_wants_usage", "delivered", "done", "error", "usage")
+
+    def __init__(self, client_wants_usage: bool) -> None:
+        self.client_wants_usage = client_wants_usage
+        self.usage: Usage | None = None
+        self.done = False
+        self.error: str | None = None
+        self.client_gone = False
+        self.delivered = bytearray()
+
+    def take(self, event: bytes) -> bool:
+        """Look at one SSE event; False if it must not reach the client."""
+        if event.startswith(b"data: [DONE]"):
+            self.done = True
+            return False  # sent last, after the usage event is queued
+        if b'"usage":{' in event or b'"usage": {' in event:
+            try:
+                parsed = orjson.loads(event[event.index(b"{") :])
+            except (orjson.JSONDecodeError, ValueError):
+                parsed = None
+            if isinstance(parsed, dict):
+                usage = usage_from_openai(parsed.get("usage") or (parsed.get("response") or {}).get("usage"))
+                if usage is not None:
+                    self.usage = usage
+                if not self.client_wants_usage and parsed.get("choices") == []:
+                    return False  # the usage chunk we asked for on the client's behalf
+        if len(self.delivered) < DELIVERED_KEEP:
+            self.delivered += event
+        return True
+
+    def delivered_text(self) -> str:
+        parts = []
+        for line in bytes(self.delivered).split(b"\n"):
+            if not line.startswith(b"data: {"):
+                continue
+            try:
+                parts.append(_answer_text(orjson.loads(line[6:])))
+            except orjson.JSONDecodeError:
+                continue
+        return "".join(parts)
+
+
+def _answer_text(parsed: object) -> str:
+    """The generated text of an OpenAI-shaped response or stream chunk."""
+    if not isinstance(parsed, dict):
+        return ""
+    parts = []
+    for choice in parsed.get("choices") or ():
+        if isinstance(choice, dict):
+            message = choice.get("message") or choice.get("delta") or {}
+            content = message.get("content") if isinstance(message, dict) else None
+            if isinstance(content, str):
+                parts.append(content)
+            elif isinstance(choice.get("text"), str):
+                parts.append(choice["text"])
+    if isinstance(parsed.get("delta"), str):  # responses API text deltas
+        parts.append(parsed["delta"])
+    return "".join(parts)
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+def classify(status: int, body: bytes, headers, secret: str) -> UpstreamFailure:  # type: ignore[no-untyped-def]
+    """Sort an upstream error answer: retry on another key, or relay it."""
+    message = body.decode("utf-8", "replace")[:1000]
+    code = ""
+    try:
+        err = orjson.loads(body).get("error")
+        if isinstance(err, dict):
+            message = str(err.get("message") or message)
+            code = str(err.get("code") or err.get("type") or "")
+        elif isinstance(err, str):
+            message = err
+    except (orjson.JSONDecodeError, AttributeError):
+        pass
+    message = mask_secrets(message.replace(secret, "***")) if secret else mask_secrets(message)
+    lowered = (message + " " + code).lower()
+    quota_words = ("insufficient_quota", "billing", "quota", "account is deactivated", "balance")
+    if status in (401, 403) or (status in (402, 429) and any(w in lowered for w in quota_words)):
+        return UpstreamFailure(status, message, key_fault=True, body=body)
+    if status == 429:
+        return UpstreamFailure(status, message, retry_after=_retry_after(headers), body=body)
+    if status >= 500 or status == 408:
+        return UpstreamFailure(status, message, body=body, timeout=status in (408, 504))
+    return UpstreamFailure(status, message, retryable=False, body=body)
+
+
+def _retry_after(headers) -> float | None:  # type: ignore[no-untyped-def]
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return float(ms) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value:
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def multipart_field(body: bytes, content_type: str, name: str) -> str | None:
+    """One text field of a multipart/form-data body (the model of an audio upload)."""
+    marker = "boundary="
+    if marker not in content_type:
+        return None
+    boundary = content_type.split(marker, 1)[1].split(";")[0].strip().strip('"').encode()
+    needle = f'name="{name}"'.encode()
+    for part in body.split(b"--" + boundary):
+        head, sep, value = part.partition(b"\r\n\r\n")
+        if sep and needle in head and b"filename=" not in head:
+            return value.rstrip(b"\r\n").decode("utf-8", "replace")
+    return None

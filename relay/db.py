@@ -1,0 +1,79 @@
+"""The relay's one door to the database: a single worker thread.
+
+Snapshot loads and usage writes run there in order, so the relay's view of
+balances always moves through the same sequence of states as the database.
+Usage events are written in batches (group commit): while one batch is in
+the database the next one gathers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from relay.ports import Backend, Settled, UsageEvent
+
+log = logging.getLogger("oneproxy.relay.db")
+T = TypeVar("T")
+BATCH = 500
+
+
+class DbWorker:
+    def __init__(self, backend: Backend, on_settled: Callable[[list[UsageEvent], Settled], None]) -> None:
+        self.backend = backend
+        self._on_settled = on_settled
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oneproxy-db")
+        self._pending: list[tuple[UsageEvent, asyncio.Future[None]]] = []
+        self._wake = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def start(self) -> None:
+        self._flusher = asyncio.create_task(self._flush_forever(), name="oneproxy-usage-flusher")
+
+    def submit_usage(self, event: UsageEvent) -> asyncio.Future[None]:
+        """Queue one usage event; the future resolves once it is committed."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((event, future))
+        self._wake.set()
+        return future
+
+    async def _flush_forever(self) -> None:
+        delay = 0.1
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch, self._pending = self._pending[:BATCH], self._pending[BATCH:]
+            events = [event for event, _ in batch]
+            try:
+                settled = await self.run(self.backend.apply_usage, events)
+            except Exception:
+                # Keep the events and try again: usage is never dropped.
+                log.exception("writing %d usage events failed; retrying in %.1fs", len(events), delay)
+                self._pending[:0] = batch
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            delay = 0.1
+            self._on_settled(events, settled)
+            for _, future in batch:
+                if not future.done():
+                    future.set_result(None)
+
+    async def close(self) -> None:
+        """Flush what is queued (a clean shutdown loses nothing), then stop."""
+        self._closing = True
+        self._wake.set()
+        if self._flusher is not None:
+            await self._flusher
+        self._executor.shutdown(wait=True)

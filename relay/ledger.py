@@ -1,0 +1,225 @@
+"""Holds and settlement: reserve an estimate before forwarding, charge the
+real cost after.
+
+Embedded mode (one relay process): ``MemoryLedger`` keeps balances in
+memory, seeded from the database and moved by the usage it writes itself.
+Service mode: ``RedisLedger`` keeps a per-user balance mirror in Redis; a
+hold is one Lua call, settlement (release + charge + queue the usage event
+on a Redis stream) is a second one. Relay processes consume the stream into
+the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Protocol
+
+import orjson
+
+from relay.db import DbWorker
+from relay.errors import insufficient_quota
+from relay.ports import Settled, UsageEvent
+from relay.snapshot import Snapshot, TokenSnap, UserSnap
+
+log = logging.getLogger("oneproxy.relay.ledger")
+
+
+def _usd(micro: int) -> str:
+    return f"${micro / 1_000_000:.6f}"
+
+
+@dataclass(slots=True)
+class Hold:
+    user_id: int
+    token_id: int
+    amount: int
+    capped: bool  # the token has a quota, so its used amount is tracked too
+
+
+class Ledger(Protocol):
+    def on_snapshot(self, snapshot: Snapshot) -> None: ...
+
+    async def hold(self, user: UserSnap, token: TokenSnap, amount: int) -> Hold: ...
+
+    async def settle(self, hold: Hold, event: UsageEvent) -> None: ...
+
+    async def release(self, hold: Hold) -> None: ...
+
+
+class MemoryLedger:
+    def __init__(self, db: DbWorker) -> None:
+        self.db = db
+        self._balance: dict[int, int] = {}  # as last read from the database
+        self._used: dict[int, int] = {}
+        self._held: dict[int, int] = {}
+        self._token_held: dict[int, int] = {}
+        self._unwritten: dict[int, int] = {}  # charged here, not yet committed
+        self._token_unwritten: dict[int, int] = {}
+
+    def on_snapshot(self, snapshot: Snapshot) -> None:
+        self._balance = {uid: u.balance for uid, u in snapshot.users.items()}
+        self._used = {tid: t.used for t in snapshot.tokens.values() for tid in (t.id,)}
+
+    def on_settled(self, events: list[UsageEvent], settled: Settled) -> None:
+        for event in events:
+            self._unwritten[event.user_id] = self._unwritten.get(event.user_id, 0) - event.cost
+            if event.token_id is not None:
+                self._token_unwritten[event.token_id] = self._token_unwritten.get(event.token_id, 0) - event.cost
+        self._balance.update(settled.balances)
+        self._used.update(settled.token_used)
+
+    def available(self, user_id: int) -> int:
+        return self._balance.get(user_id, 0) - self._unwritten.get(user_id, 0) - self._held.get(user_id, 0)
+
+    async def hold(self, user: UserSnap, token: TokenSnap, amount: int) -> Hold:
+        # No await between check and write: the event loop makes this atomic.
+        available = self.available(user.id)
+        if available < amount:
+            raise insufficient_quota(
+                f"Insufficient balance: this request may cost up to {_usd(amount)}, available {_usd(available)}."
+            )
+        capped = token.quota is not None
+        if capped:
+            left = (
+                token.quota  # type: ignore[operator]
+                - self._used.get(token.id, 0)
+                - self._token_unwritten.get(token.id, 0)
+                - self._token_held.get(token.id, 0)
+            )
+            if left < amount:
+                raise insufficient_quota(
+                    f"Token quota exceeded: this request may cost up to {_usd(amount)}, the key has {_usd(left)} left."
+                )
+            self._token_held[token.id] = self._token_held.get(token.id, 0) + amount
+        self._held[user.id] = self._held.get(user.id, 0) + amount
+        return Hold(user.id, token.id, amount, capped)
+
+    async def release(self, hold: Hold) -> None:
+        self._held[hold.user_id] -= hold.amount
+        if hold.capped:
+            self._token_held[hold.token_id] -= hold.amount
+
+    async def settle(self, hold: Hold, event: UsageEvent) -> None:
+        await self.release(hold)
+        self._unwritten[hold.user_id] = self._unwritten.get(hold.user_id, 0) + event.cost
+        if event.token_id is not None:
+            self._token_unwritten[event.token_id] = self._token_unwritten.get(event.token_id, 0) + event.cost
+        await self.db.submit_usage(event)
+
+
+# --- service mode -----------------------------------------------------------
+
+PREFIX = os.environ.get("ONEPROXY_REDIS_PREFIX", "op:")
+USAGE_STREAM = PREFIX + "usage"
+USAGE_GROUP = "settlers"
+
+
+def balance_key(user_id: int) -> str:
+    return f"{PREFIX}bal:{user_id}"
+
+
+def used_key(token_id: int) -> str:
+    return f"{PREFIX}used:{token_id}"
+
+
+# Returns {2} held, {-1} balance mirror missing, {-2} token mirror missing,
+# {0, available} balance short, {1, left} token quota short.
+_HOLD = """
+local bal = redis.call('GET', KEYS[1])
+if not bal then return {-1} end
+local amount = tonumber(ARGV[1])
+local quota = tonumber(ARGV[2])
+local used = 0
+if quota >= 0 then
+  used = redis.call('GET', KEYS[2])
+  if not used then return {-2} end
+  used = tonumber(used)
+end
+if tonumber(bal) < amount then return {0, tonumber(bal)} end
+if quota >= 0 and used + amount > quota then return {1, quota - used} end
+redis.call('DECRBY', KEYS[1], amount)
+if quota >= 0 then redis.call('INCRBY', KEYS[2], amount) end
+return {2}
+"""
+
+# Release the hold, charge the cost and queue the usage event, atomically.
+_SETTLE = """
+local delta = tonumber(ARGV[1]) - tonumber(ARGV[2])
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCRBY', KEYS[1], delta) end
+if ARGV[3] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then redis.call('INCRBY', KEYS[2], -delta) end
+if ARGV[4] ~= '' then redis.call('XADD', KEYS[3], '*', 'e', ARGV[4]) end
+return 1
+"""
+
+# Credit a top-up to the mirror only if it exists; a missing mirror is
+# seeded from the database, which already has the top-up.
+CREDIT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCRBY', KEYS[1], ARGV[1]) end
+return false
+"""
+
+
+def encode_event(event: UsageEvent) -> bytes:
+    return orjson.dumps(event)
+
+
+def decode_event(raw: bytes) -> UsageEvent:
+    from relay.metering import Usage
+
+    data = orjson.loads(raw)
+    data["usage"] = Usage(**data["usage"])
+    return UsageEvent(**data)
+
+
+class RedisLedger:
+    def __init__(self, redis, db: DbWorker) -> None:  # type: ignore[no-untyped-def]
+        self.redis = redis
+        self.db = db
+        self._hold = redis.register_script(_HOLD)
+        self._settle = redis.register_script(_SETTLE)
+
+    def on_snapshot(self, snapshot: Snapshot) -> None:
+        pass  # Redis is the live view; the database only seeds missing mirrors.
+
+    async def _seed(self, user_id: int, token_id: int | None) -> None:
+        settled = await self.db.run(self.db.backend.balances, [user_id], [token_id] if token_id else [])
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(balance_key(user_id), settled.balances.get(user_id, 0), nx=True)
+        if token_id is not None:
+            pipe.set(used_key(token_id), settled.token_used.get(token_id, 0), nx=True)
+        await pipe.execute()
+
+    async def hold(self, user: UserSnap, token: TokenSnap, amount: int) -> Hold:
+        quota = -1 if token.quota is None else token.quota
+        keys = [balance_key(user.id), used_key(token.id)]
+        for _ in range(3):
+            result = await self._hold(keys=keys, args=[amount, quota])
+            outcome = int(result[0])
+            if outcome == 2:
+                return Hold(user.id, token.id, amount, quota >= 0)
+            if outcome == 0:
+                raise insufficient_quota(
+                    f"Insufficient balance: this request may cost up to {_usd(amount)}, "
+                    f"available {_usd(int(result[1]))}."
+                )
+            if outcome == 1:
+                raise insufficient_quota(
+                    f"Token quota exceeded: this request may cost up to {_usd(amount)}, "
+                    f"the key has {_usd(int(result[1]))} left."
+                )
+            await self._seed(user.id, token.id if outcome == -2 else None)
+        raise RuntimeError("could not seed the balance mirror")
+
+    async def _run_settle(self, hold: Hold, cost: int, payload: bytes) -> None:
+        await self._settle(
+            keys=[balance_key(hold.user_id), used_key(hold.token_id), USAGE_STREAM],
+            args=[hold.amount, cost, "1" if hold.capped else "0", payload],
+        )
+
+    async def release(self, hold: Hold) -> None:
+        await self._run_settle(hold, 0, b"")
+
+    async def settle(self, hold: Hold, event: UsageEvent) -> None:
+        await self._run_settle(hold, event.cost, encode_event(event))

@@ -1,0 +1,65 @@
+"""Cost of a request in integer µUSD, computed once per request.
+
+cost = ceil((Σ tokens_k × price_k + per_request × 1e6) × group_mult × team_mult)
+
+Prices are USD per 1M tokens, so tokens × price is already µUSD. Decimal
+arithmetic only; the one rounding is the final ceiling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, Decimal
+
+from relay.snapshot import PriceSnap
+
+_MICRO = Decimal(1_000_000)
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    audio_tokens: int = 0
+    images: int = 0
+    estimated: bool = False
+
+
+def cost_micro(usage: Usage, price: PriceSnap, group_mult: Decimal, team_mult: Decimal) -> int:
+    cached = min(usage.cached_tokens, usage.prompt_tokens)
+    audio = min(usage.audio_tokens, usage.prompt_tokens - cached)
+    plain_input = usage.prompt_tokens - cached - audio
+    total = (
+        plain_input * price.input
+        + cached * price.cached_input
+        + audio * price.audio
+        + usage.completion_tokens * price.output
+        + price.per_request * _MICRO
+        + usage.images * price.per_image * _MICRO
+    )
+    return int((total * group_mult * team_mult).to_integral_value(rounding=ROUND_CEILING))
+
+
+def hold_micro(prompt_estimate: int, max_tokens: int, price: PriceSnap, group_mult: Decimal, team_mult: Decimal) -> int:
+    """What to reserve before forwarding: the prompt estimate at the input
+    price plus the completion cap at the output price."""
+    return cost_micro(Usage(prompt_tokens=prompt_estimate, completion_tokens=max_tokens), price, group_mult, team_mult)
+
+
+def usage_from_openai(data: dict | None) -> Usage | None:
+    """Usage from an OpenAI-shaped ``usage`` object (chat, completions,
+    embeddings, responses)."""
+    if not isinstance(data, dict):
+        return None
+    prompt = data.get("prompt_tokens", data.get("input_tokens"))
+    completion = data.get("completion_tokens", data.get("output_tokens", 0))
+    if prompt is None and completion is None:
+        return None
+    details = data.get("prompt_tokens_details") or data.get("input_tokens_details") or {}
+    return Usage(
+        prompt_tokens=int(prompt or 0),
+        completion_tokens=int(completion or 0),
+        cached_tokens=int(details.get("cached_tokens") or 0),
+        audio_tokens=int(details.get("audio_tokens") or 0),
+    )

@@ -1,0 +1,55 @@
+"""What the relay needs from the rest of the project, as plain interfaces.
+
+The apps implement these (channels_app/snapshot.py, billing/snapshot.py,
+billing/usage_sink.py) and oneproxy/asgi.py wires them in at start.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from relay.metering import Usage
+from relay.snapshot import Snapshot
+
+
+@dataclass(slots=True)
+class UsageEvent:
+    request_id: str
+    created_at: float
+    user_id: int
+    token_id: int | None
+    endpoint: str
+    model: str
+    upstream_model: str
+    channel_id: int | None
+    key_id: int | None
+    usage: Usage
+    cost: int
+    group_multiplier: str
+    team_multiplier: str
+    attempts: int
+    status: int
+    latency_ms: int
+    stream: bool
+    error: str = ""
+
+
+@dataclass(slots=True)
+class Settled:
+    """The database's balances after a batch of usage was written."""
+
+    balances: dict[int, int] = field(default_factory=dict)  # user id → µUSD
+    token_used: dict[int, int] = field(default_factory=dict)  # token id → µUSD
+
+
+class Backend(Protocol):
+    """Synchronous database work; the relay runs it in its one DB thread."""
+
+    def config_version(self) -> int: ...
+
+    def load_snapshot(self) -> Snapshot: ...
+
+    def apply_usage(self, events: list[UsageEvent]) -> Settled: ...
+
+    def balances(self, user_ids: list[int], token_ids: list[int]) -> Settled: ...

@@ -1,0 +1,54 @@
+"""Service mode: move usage events from the Redis stream into the database.
+
+Every relay process runs one consumer in the shared consumer group, so the
+stream drains while any process is alive; ``billing.settle_usage`` claims
+entries a dead process left pending. Writing is idempotent (request ids are
+unique), so a redelivered event is never charged twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+
+from relay.db import DbWorker
+from relay.ledger import USAGE_GROUP, USAGE_STREAM, decode_event
+
+log = logging.getLogger("oneproxy.relay.usage")
+
+
+async def ensure_group(redis) -> None:  # type: ignore[no-untyped-def]
+    try:
+        await redis.xgroup_create(USAGE_STREAM, USAGE_GROUP, id="0", mkstream=True)
+    except Exception as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+async def consume_usage(redis, db: DbWorker) -> None:  # type: ignore[no-untyped-def]
+    consumer = f"{socket.gethostname()}-{os.getpid()}"
+    await ensure_group(redis)
+    backlog = True  # first re-read what this consumer name left pending
+    while True:
+        try:
+            reply = await redis.xreadgroup(
+                USAGE_GROUP, consumer, {USAGE_STREAM: "0" if backlog else ">"}, count=500, block=1000
+            )
+            entries = reply[0][1] if reply else []
+            if backlog and not entries:
+                backlog = False
+                continue
+            if not entries:
+                continue
+            ids = [entry_id for entry_id, _ in entries]
+            events = [decode_event(fields[b"e"]) for _, fields in entries]
+            await db.run(db.backend.apply_usage, events)
+            await redis.xack(USAGE_STREAM, USAGE_GROUP, *ids)
+            await redis.xdel(USAGE_STREAM, *ids)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("settling usage from the stream failed; retrying")
+            await asyncio.sleep(1)

@@ -1,0 +1,115 @@
+"""The gateway under test: the real ASGI app on uvicorn, on an ephemeral
+port, in a background thread, against the test database (and Redis in
+service mode)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+import uvicorn
+from django.conf import settings
+
+__all__ = ["Gateway", "gateway", "relay_setup", "wait_for"]
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.05) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+@dataclass
+class Gateway:
+    url: str
+    relay: object
+    server: uvicorn.Server
+    loop: asyncio.AbstractEventLoop
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/v1"
+
+    def reload(self) -> None:
+        """Make the relay see what the test just wrote to the database."""
+        asyncio.run_coroutine_threadsafe(self.relay.reload(), self.loop).result(10)  # type: ignore[attr-defined]
+
+
+def _flush_redis() -> None:
+    if not settings.REDIS_URL:
+        return
+    import redis
+
+    from relay.ledger import PREFIX
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    for key in client.scan_iter(f"{PREFIX}*"):
+        client.delete(key)
+
+
+@pytest.fixture
+def gateway(transactional_db) -> Iterator[Gateway]:  # type: ignore[no-untyped-def]
+    from oneproxy.asgi import build
+    from oneproxy.relay_backend import DjangoBackend, relay_config
+    from relay.app import Relay
+
+    _flush_redis()
+    relay = Relay(relay_config(), DjangoBackend())
+    server = uvicorn.Server(
+        uvicorn.Config(build(relay), host="127.0.0.1", port=0, lifespan="on", log_level="warning", loop="asyncio")
+    )
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    def serve() -> None:
+        loop = asyncio.new_event_loop()
+        loops.append(loop)
+        loop.run_until_complete(server.serve())
+
+    thread = threading.Thread(target=serve, daemon=True, name="gateway")
+    thread.start()
+    wait_for(lambda: server.started or not thread.is_alive(), timeout=20)
+    assert server.started, "gateway failed to start"
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield Gateway(url=f"http://127.0.0.1:{port}", relay=relay, server=server, loop=loops[0])
+    server.should_exit = True
+    thread.join(20)
+    _flush_redis()
+
+
+@pytest.fixture
+def relay_setup(transactional_db, openai_emulator):  # type: ignore[no-untyped-def]
+    """A user with $10, a relay token, and one OpenAI channel on the emulator."""
+    from billing import services
+    from billing.models import ModelPrice
+    from billing.money import to_micro
+    from channels_app.services import create_channel
+
+    # Transactional tests flush the seeded rows; price the test models here.
+    for model, inp, out in [
+        ("gpt-4o-mini", "0.15", "0.60"),
+        ("gpt-4o", "2.50", "10.00"),
+        ("text-embedding-3-small", "0.02", "0"),
+        ("*", "2.50", "10.00"),
+    ]:
+        ModelPrice.objects.update_or_create(model=model, channel_type="", defaults={"input": inp, "output": out})
+
+    user, _ = services.create_user(username="alice")
+    services.topup(user, to_micro("10"))
+    token, key = services.create_token(user=user, name="app")
+    channel = create_channel(
+        name="emulator",
+        type="openai",
+        base_url=openai_emulator.base_url,
+        models=["gpt-4o-mini", "gpt-4o", "text-embedding-3-small"],
+        keys=["sk-upstream-good"],
+    )
+    return {"user": user, "token": token, "key": key, "channel": channel, "emulator": openai_emulator}
