@@ -1,0 +1,58 @@
+"""First start, health probes, and the one-way dependency rule."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import pytest
+from django.core.management import call_command
+
+from billing.models import Group, User
+from relay.keys import hash_key
+
+pytestmark = pytest.mark.django_db
+
+
+def test_bootstrap_creates_root_with_the_configured_token(settings, capsys):
+    # given
+    settings.ONEPROXY_ADMIN_PASSWORD = None
+    settings.ONEPROXY_ADMIN_ACCESS_TOKEN = "a-very-secret-token-123"
+    # when
+    call_command("bootstrap")
+    call_command("bootstrap")  # idempotent
+    # then
+    root = User.objects.get(username="root")
+    assert root.is_operator and root.is_superuser and root.has_usable_password()
+    assert root.access_token_hash == hash_key("a-very-secret-token-123")
+    out = capsys.readouterr().out
+    assert out.count("admin password (shown once)") == 1
+    assert Group.objects.filter(name="default").exists()
+
+
+def test_root_token_drives_the_api(settings, client):
+    settings.ONEPROXY_ADMIN_ACCESS_TOKEN = "a-very-secret-token-123"
+    call_command("bootstrap")
+    response = client.get("/api/me/", HTTP_AUTHORIZATION="Bearer a-very-secret-token-123")
+    assert response.status_code == 200
+    assert response.json()["username"] == "root"
+
+
+def test_health_endpoints(client):
+    assert client.get("/healthz").status_code == 200
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"]["database"] == "ok"
+
+
+def test_relay_imports_no_django_app():
+    """relay/ is a library: it must not import the apps or the project."""
+    forbidden = ("billing", "channels_app", "oneproxy", "django")
+    for path in pathlib.Path("relay").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            for name in names:
+                assert name.split(".")[0] not in forbidden, f"{path} imports {name}"
