@@ -12,3 +12,14 @@ urlpatterns = [
     path("healthz", health.healthz),
     path("readyz", health.readyz),
 ]
+
+
+def handler500(request):  # type: ignore[no-untyped-def]
+    """JSON for the API, never a traceback; the admin keeps Django's page."""
+    from django.http import JsonResponse
+    from django.views.defaults import server_error
+
+    if request.path.startswith("/api/"):
+        body = {"error": {"message": "Internal server error.", "type": "server_error", "code": "internal_error"}}
+        return JsonResponse(body, status=500)
+    return server_error(request)

@@ -56,3 +56,9 @@ def test_relay_imports_no_django_app():
                 names = [node.module]
             for name in names:
                 assert name.split(".")[0] not in forbidden, f"{path} imports {name}"
+
+
+def test_unknown_api_path_is_a_json_404(client):
+    response = client.get("/api/nothing/here/")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"

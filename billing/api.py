@@ -1,0 +1,232 @@
+"""Management API for users, tokens and usage.
+
+Operators see everything, team admins their team, members only themselves.
+Detail routes answer 404 for objects outside that view, so ids of other
+people's things are not confirmed; 403 is for what the caller can see but
+may not change.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from rest_framework import exceptions, generics, mixins, permissions, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from billing import services
+from billing.models import Token, UsageLog, User
+from billing.serializers import (
+    TokenSerializer,
+    TopupSerializer,
+    UsageLogSerializer,
+    UserCreateSerializer,
+    UserSerializer,
+)
+
+
+class IsOperator(permissions.BasePermission):
+    message = "Only operators may do this."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return bool(request.user and request.user.is_operator)
+
+
+def visible_users(caller: User) -> QuerySet[User]:
+    if caller.is_operator:
+        return User.objects.all()
+    if caller.is_team_admin and caller.team_id:
+        return User.objects.filter(team_id=caller.team_id)
+    return User.objects.filter(pk=caller.pk)
+
+
+def visible_tokens(caller: User) -> QuerySet[Token]:
+    tokens = Token.objects.live()
+    if caller.is_operator:
+        return tokens
+    if caller.is_team_admin and caller.team_id:
+        return tokens.filter(user__team_id=caller.team_id)
+    return tokens.filter(user=caller)
+
+
+def can_manage(caller: User, target: User) -> bool:
+    """May the caller issue tokens and access tokens for target? A team admin
+    only for their team's members: other admins and operators in the same
+    team have balances and powers of their own."""
+    if caller.is_operator or caller.pk == target.pk:
+        return True
+    return (
+        caller.is_team_admin
+        and caller.team_id is not None
+        and target.team_id == caller.team_id
+        and target.role == User.Role.MEMBER
+    )
+
+
+def _require(allowed: bool, message: str) -> None:
+    if not allowed:
+        raise exceptions.PermissionDenied(message)
+
+
+def _int_param(request: Request, name: str) -> int | None:
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise exceptions.ValidationError({name: [f"Expected an integer id, got {raw!r}."]}) from None
+
+
+def _datetime_param(request: Request, name: str) -> datetime | None:
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return None
+    # An unencoded "+00:00" arrives as " 00:00"; put the plus back before giving up.
+    candidates = [raw]
+    if " " in raw:
+        head, _, tail = raw.rpartition(" ")
+        candidates.append(f"{head}+{tail}")
+    for candidate in candidates:
+        try:
+            value = parse_datetime(candidate)
+        except ValueError:
+            value = None
+        if value is not None:
+            return value if timezone.is_aware(value) else timezone.make_aware(value, UTC)
+    raise exceptions.ValidationError(
+        {name: [f"Expected an ISO 8601 datetime such as 2025-01-31T00:00:00Z, got {raw!r}."]}
+    )
+
+
+class UserViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    serializer_class = UserSerializer
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def get_queryset(self) -> QuerySet[User]:
+        return visible_users(self.request.user).select_related("group", "team").order_by("id")
+
+    def create(self, request: Request) -> Response:
+        caller: User = request.user
+        _require(caller.is_operator or caller.is_team_admin, "Members cannot create users.")
+        serializer = UserCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        if not caller.is_operator:
+            # Team admins add members to their own team, on their own pricing.
+            _require(caller.team_id is not None, "Team admins without a team cannot create users.")
+            _require(data.get("role", User.Role.MEMBER) == User.Role.MEMBER, "Team admins may only create members.")
+            _require(data.get("team", caller.team) == caller.team, "Team admins may only create users in their team.")
+            _require(data.get("group", caller.group) == caller.group, "Team admins may only use their own group.")
+            data = {**data, "team": caller.team, "group": caller.group}
+        user, access_token = services.create_user(**data)
+        body = {**UserSerializer(user).data, "access_token": access_token}
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        user = self.get_object()
+        caller: User = request.user
+        _require(caller.is_operator, "Only operators may change users.")
+        serializer = UserSerializer(user, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        if user.pk == caller.pk:
+            changes = serializer.validated_data
+            # Guard against the one mistake that locks the operator out.
+            if changes.get("role", user.role) != User.Role.OPERATOR or not changes.get("is_active", True):
+                raise exceptions.ValidationError("Operators cannot demote or deactivate themselves.")
+        serializer.save()
+        return Response(UserSerializer(user).data)
+
+    @action(detail=True, methods=["post"])
+    def topup(self, request: Request, pk: str | None = None) -> Response:
+        user = self.get_object()
+        _require(request.user.is_operator, "Only operators may top up balances.")
+        serializer = TopupSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.topup(
+            user, serializer.validated_data["amount_usd"], actor=request.user, note=serializer.validated_data["note"]
+        )
+        return Response(UserSerializer(user).data)
+
+    @action(detail=True, methods=["post"], url_path="access_token")
+    def access_token(self, request: Request, pk: str | None = None) -> Response:
+        user = self.get_object()
+        _require(can_manage(request.user, user), "You may not rotate this user's access token.")
+        return Response({"access_token": services.issue_access_token(user)})
+
+
+class MeView(generics.RetrieveAPIView):
+    serializer_class = UserSerializer
+
+    def get_object(self) -> User:
+        return self.request.user
+
+
+class TokenViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    serializer_class = TokenSerializer
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_queryset(self) -> QuerySet[Token]:
+        tokens = visible_tokens(self.request.user)
+        user_id = _int_param(self.request, "user")
+        if user_id is not None:
+            tokens = tokens.filter(user_id=user_id)
+        return tokens
+
+    def create(self, request: Request) -> Response:
+        serializer = TokenSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        owner: User = data.pop("user", request.user)
+        _require(can_manage(request.user, owner), "You may only create tokens for yourself or your team's members.")
+        token_status = data.pop("status", Token.Status.ACTIVE)
+        with transaction.atomic():
+            token, key = services.create_token(user=owner, **data)
+            if token_status != token.status:
+                token.status = token_status
+                token.save(update_fields=["status"])
+        body = {"id": token.pk, "key": key, **TokenSerializer(token).data}
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    def get_object(self) -> Token:
+        token = super().get_object()
+        if self.request.method not in permissions.SAFE_METHODS:
+            # A team admin sees every token in the team but changes only members' and their own.
+            _require(can_manage(self.request.user, token.user), "You may not change this token.")
+        return token
+
+    def perform_destroy(self, instance: Token) -> None:
+        services.delete_token(instance)
+
+
+class UsageListView(generics.ListAPIView):
+    serializer_class = UsageLogSerializer
+
+    def get_queryset(self) -> QuerySet[UsageLog]:
+        rows = UsageLog.objects.visible_to(self.request.user)
+        filters: dict[str, Any] = {
+            "user_id": _int_param(self.request, "user"),
+            "token_id": _int_param(self.request, "token"),
+            "model": self.request.query_params.get("model") or None,
+            # Half-open [since, until): consecutive windows never count a row twice.
+            "created_at__gte": _datetime_param(self.request, "since"),
+            "created_at__lt": _datetime_param(self.request, "until"),
+        }
+        return rows.filter(**{k: v for k, v in filters.items() if v is not None})
