@@ -1,0 +1,1 @@
+"""Local emulators of upstream LLM provider APIs, used by the test-suite."""
