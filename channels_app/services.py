@@ -79,3 +79,17 @@ def delete_key(key: ChannelKey) -> None:
         key.save(update_fields=["state", "deleted_at"])
     else:
         key.delete()
+
+
+@transaction.atomic
+def set_channel_status(channel_ids: Iterable[int], status: str) -> int:
+    """Enable or disable many channels at once; returns how many changed."""
+    changed = (
+        Channel.objects.filter(pk__in=list(channel_ids))
+        .exclude(status=status)
+        .update(status=status, updated_at=timezone.now())
+    )
+    # update() sends no post_save, so tell the relay here.
+    if changed:
+        transaction.on_commit(bump_config_version)
+    return changed

@@ -176,3 +176,4 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"  # one-time keys never sit in a cookie

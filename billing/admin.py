@@ -1,0 +1,667 @@
+"""The operators' admin for users, teams, tokens, prices, the ledger and usage.
+
+Access follows ``User.role``, never Django's model permissions: operators see
+everything; a team admin sees only their own team's users, tokens and usage;
+members are not staff and cannot log in. Secrets (relay keys, access tokens,
+their hashes, password hashes) are never rendered.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth import forms as auth_forms
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.models import Group as PermissionGroup
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+
+from billing import services
+from billing.models import Group, LedgerEntry, ModelPrice, Team, Token, UsageLog, User
+from billing.money import to_micro, to_usd
+from relay.channel_types import CHOICES as CHANNEL_TYPE_CHOICES
+
+# Admin access comes from User.role alone; Django's permission groups would be
+# a second, contradicting source of truth.
+if admin.site.is_registered(PermissionGroup):
+    admin.site.unregister(PermissionGroup)
+
+
+# -- who may see what --------------------------------------------------------
+
+
+def is_operator(request: HttpRequest) -> bool:
+    user = request.user
+    return bool(user.is_active and getattr(user, "role", None) == User.Role.OPERATOR)
+
+
+def managed_team_id(request: HttpRequest) -> int | None:
+    """The team a team admin manages; None for everyone else, including a
+    team admin without a team (who then sees nothing)."""
+    user = request.user
+    if user.is_active and getattr(user, "role", None) == User.Role.TEAM_ADMIN:
+        return user.team_id  # type: ignore[union-attr]
+    return None
+
+
+def team_users(team_id: int) -> QuerySet[User]:
+    # Operators who happen to be in a team stay out of a team admin's reach.
+    return User.objects.filter(team_id=team_id).exclude(role=User.Role.OPERATOR)
+
+
+class OperatorOnlyAdmin(admin.ModelAdmin):
+    """Operators only. A team admin is staff but must never see these pages."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return is_operator(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_operator(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return is_operator(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_operator(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_operator(request)
+
+
+class ReadOnlyAdminMixin:
+    """Rows written only by services (ledger, usage): nobody edits them here."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class TeamScopedAdmin(admin.ModelAdmin):
+    """Operators see every row; a team admin sees the rows of their team."""
+
+    def scope_to_team(self, queryset: QuerySet, team_id: int) -> QuerySet:
+        raise NotImplementedError
+
+    def in_team(self, obj: Any, team_id: int) -> bool:
+        raise NotImplementedError
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        queryset = super().get_queryset(request)
+        if is_operator(request):
+            return queryset
+        team_id = managed_team_id(request)
+        if team_id is None:
+            return queryset.none()
+        return self.scope_to_team(queryset, team_id)
+
+    def may_see(self, request: HttpRequest, obj: Any = None) -> bool:
+        if is_operator(request):
+            return True
+        team_id = managed_team_id(request)
+        return team_id is not None and (obj is None or self.in_team(obj, team_id))
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self.may_see(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.may_see(request, obj)
+
+    # Writes default to operators; subclasses open them to team admins.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return is_operator(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_operator(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_operator(request)
+
+
+class LiveFilter(admin.SimpleListFilter):
+    """Soft-deleted rows (``deleted_at`` set) are hidden unless asked for."""
+
+    title = "deleted"
+    parameter_name = "deleted"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Deleted only"), ("all", "All")]
+
+    def choices(self, changelist: Any) -> Iterable[dict[str, Any]]:
+        yield {
+            "selected": self.value() is None,
+            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
+            "display": "Not deleted",
+        }
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": self.value() == lookup,
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                "display": title,
+            }
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "all":
+            return queryset
+        if self.value() == "yes":
+            return queryset.filter(deleted_at__isnull=False)
+        return queryset.filter(deleted_at__isnull=True)
+
+
+def drop_protected(result: tuple[Any, Any, Any, Any]) -> tuple[Any, Any, Any, list[Any]]:
+    """For soft-deletable rows (channels, keys, tokens): usage that protects a
+    row makes the service hide it instead of deleting it, so that usage must
+    not block the delete page, nor count as something the user must be
+    allowed to delete."""
+    deleted, model_count, perms_needed, _protected = result
+    return deleted, model_count, perms_needed - {UsageLog._meta.verbose_name}, []
+
+
+def usd(micro: int | None) -> str | None:
+    value = to_usd(micro)
+    return None if value is None else f"${value}"
+
+
+# -- form fields ---------------------------------------------------------------
+
+
+class StringListField(forms.CharField):
+    """A JSON list of strings edited as text, one item per line (commas split too)."""
+
+    def __init__(self, *, item_validator: Callable[[str], None] | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("widget", forms.Textarea(attrs={"rows": 3, "cols": 60}))
+        self.item_validator = item_validator
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return "\n".join(str(item) for item in value)
+        return value
+
+    def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
+        if isinstance(value, list | tuple):
+            value = "\n".join(str(item) for item in value)
+        text = super().to_python(value) or ""
+        items: dict[str, None] = {}
+        for part in re.split(r"[\n,]", text):
+            part = part.strip()
+            if part:
+                items[part] = None
+        return list(items)
+
+    def validate(self, value: Any) -> None:
+        super().validate(value)
+        if self.item_validator:
+            for item in value:
+                self.item_validator(item)
+
+
+def validate_subnet(value: str) -> None:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise forms.ValidationError(f"{value!r} is not an IP network (e.g. 10.0.0.0/8).") from None
+
+
+# -- groups and teams ----------------------------------------------------------
+
+
+@admin.register(Group)
+class GroupAdmin(OperatorOnlyAdmin):
+    list_display = ("name", "multiplier", "description", "user_count")
+    search_fields = ("name",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Group]:
+        return super().get_queryset(request).annotate(user_count=Count("users"))
+
+    @admin.display(description="users", ordering="user_count")
+    def user_count(self, obj: Group) -> int:
+        return obj.user_count  # type: ignore[attr-defined]
+
+
+@admin.register(Team)
+class TeamAdmin(TeamScopedAdmin):
+    list_display = ("name", "multiplier", "member_count", "created_at")
+    search_fields = ("name",)
+    readonly_fields = ("created_at",)
+
+    def scope_to_team(self, queryset: QuerySet, team_id: int) -> QuerySet:
+        return queryset.filter(pk=team_id)
+
+    def in_team(self, obj: Team, team_id: int) -> bool:
+        return obj.pk == team_id
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Team]:
+        return super().get_queryset(request).annotate(member_count=Count("members"))
+
+    @admin.display(description="members", ordering="member_count")
+    def member_count(self, obj: Team) -> int:
+        return obj.member_count  # type: ignore[attr-defined]
+
+
+# -- users ---------------------------------------------------------------------
+
+
+class PasswordStatusWidget(auth_forms.ReadOnlyPasswordHashWidget):
+    """Says whether a password is set; unlike Django's widget, shows no part of
+    the hash or salt."""
+
+    def get_context(self, name: str, value: Any, attrs: Any) -> dict[str, Any]:
+        context = super().get_context(name, value, attrs)
+        has_password = bool(value) and not value.startswith("!")
+        context["summary"] = [{"label": "Password set." if has_password else "No password set."}]
+        return context
+
+
+class UserChangeForm(auth_forms.UserChangeForm):
+    password = auth_forms.ReadOnlyPasswordHashField(
+        label="Password",
+        widget=PasswordStatusWidget,
+        help_text="Raw passwords are not stored, so there is no way to see the user’s password.",
+    )
+
+    class Meta(auth_forms.UserChangeForm.Meta):
+        model = User
+
+
+class UserCreationForm(auth_forms.AdminUserCreationForm):
+    class Meta(auth_forms.AdminUserCreationForm.Meta):
+        model = User
+        fields = ("username",)
+
+
+_PASSWORD_FIELDS = ("username", "usable_password", "password1", "password2")
+
+
+@admin.register(User)
+class UserAdmin(TeamScopedAdmin, DjangoUserAdmin):
+    form = UserChangeForm
+    add_form = UserCreationForm
+    list_display = ("username", "email", "role", "group", "team", "balance_usd", "is_active", "last_login")
+    list_select_related = ("group", "team")
+    list_filter = ("role", "is_active", "group", "team")
+    search_fields = ("username", "email", "first_name", "last_name")
+    ordering = ("username",)
+    filter_horizontal = ()
+    actions = ["rotate_access_token"]
+
+    fieldsets = (
+        (None, {"fields": ("username", "password")}),
+        ("Personal info", {"fields": ("first_name", "last_name", "email")}),
+        ("Access", {"fields": ("role", "group", "team", "is_active", "access_token_prefix")}),
+        ("Balance", {"fields": ("balance_usd",)}),
+        ("Important dates", {"fields": ("last_login", "date_joined")}),
+    )
+    add_fieldsets = (
+        (None, {"classes": ("wide",), "fields": _PASSWORD_FIELDS}),
+        ("Access", {"fields": ("email", "role", "group", "team")}),
+    )
+    # What a team admin may set; role and team are forced (see save_model).
+    team_fieldsets = (
+        (None, {"fields": ("username", "password")}),
+        ("Personal info", {"fields": ("first_name", "last_name", "email")}),
+        ("Access", {"fields": ("role", "team", "is_active", "access_token_prefix")}),
+        ("Balance", {"fields": ("balance_usd",)}),
+        ("Important dates", {"fields": ("last_login", "date_joined")}),
+    )
+    team_add_fieldsets = ((None, {"classes": ("wide",), "fields": (*_PASSWORD_FIELDS, "email")}),)
+
+    def scope_to_team(self, queryset: QuerySet, team_id: int) -> QuerySet:
+        return queryset.filter(team_id=team_id).exclude(role=User.Role.OPERATOR)
+
+    def in_team(self, obj: User, team_id: int) -> bool:
+        return obj.team_id == team_id and obj.role != User.Role.OPERATOR
+
+    def may_manage(self, request: HttpRequest, obj: User | None) -> bool:
+        """Operators manage anyone; a team admin manages themself and the members
+        of their team (not other team admins)."""
+        if is_operator(request):
+            return True
+        team_id = managed_team_id(request)
+        if team_id is None:
+            return False
+        if obj is None or obj.pk == request.user.pk:
+            return True
+        return obj.team_id == team_id and obj.role == User.Role.MEMBER
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return is_operator(request) or managed_team_id(request) is not None
+
+    def has_change_permission(self, request: HttpRequest, obj: User | None = None) -> bool:
+        return self.may_manage(request, obj)
+
+    def get_fieldsets(self, request: HttpRequest, obj: User | None = None) -> Any:
+        operator = is_operator(request)
+        if obj is None:
+            return self.add_fieldsets if operator else self.team_add_fieldsets
+        fieldsets = self.fieldsets if operator else self.team_fieldsets
+        if not self.may_manage(request, obj):
+            # A read-only page would print the raw `password` column (the hash).
+            fieldsets = tuple(
+                (name, {**opts, "fields": tuple("password_status" if f == "password" else f for f in opts["fields"])})
+                for name, opts in fieldsets
+            )
+        return fieldsets
+
+    def get_readonly_fields(self, request: HttpRequest, obj: User | None = None) -> Any:
+        fields = ["balance_usd", "access_token_prefix", "last_login", "date_joined", "password_status"]
+        if not is_operator(request):
+            fields += ["role", "team"]
+        return fields
+
+    def get_list_filter(self, request: HttpRequest) -> Any:
+        # The group and team filters would list every group and team.
+        return self.list_filter if is_operator(request) else ("role", "is_active")
+
+    def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
+        if not is_operator(request):
+            if not change:
+                obj.role = User.Role.MEMBER
+            obj.team_id = managed_team_id(request)
+        super().save_model(request, obj, form, change)
+        if not change:
+            token = services.issue_access_token(obj)
+            self._show_access_token(request, obj, token)
+
+    @admin.display(description="balance", ordering="balance")
+    def balance_usd(self, obj: User) -> str | None:
+        return usd(obj.balance)
+
+    @admin.display(description="password")
+    def password_status(self, obj: User) -> str:
+        return "set" if obj.has_usable_password() else "not set"
+
+    @admin.action(description="Rotate access token (shown once)", permissions=["change"])
+    def rotate_access_token(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        skipped = 0
+        for user in queryset:
+            if not self.may_manage(request, user):
+                skipped += 1
+                continue
+            token = services.issue_access_token(user)
+            self.log_change(request, user, "Rotated the access token.")
+            self._show_access_token(request, user, token)
+        if skipped:
+            messages.warning(request, f"Skipped {skipped} user(s) you may not manage.")
+
+    def _show_access_token(self, request: HttpRequest, user: User, token: str) -> None:
+        messages.success(
+            request,
+            format_html(
+                "Access token for {}: <code>{}</code> — copy it now, it will not be shown again.",
+                user.get_username(),
+                token,
+            ),
+        )
+
+
+# -- relay tokens --------------------------------------------------------------
+
+
+class TokenForm(forms.ModelForm):
+    quota_usd = forms.DecimalField(
+        label="Quota (USD)",
+        required=False,
+        min_value=Decimal(0),
+        max_digits=18,
+        decimal_places=6,
+        help_text="Spending cap in US dollars, e.g. 25.00. Empty: no cap.",
+    )
+    models = StringListField(help_text="Allowed models, one per line. Empty: all.")
+    subnets = StringListField(
+        item_validator=validate_subnet, help_text="Allowed client networks (CIDR), one per line. Empty: all."
+    )
+
+    class Meta:
+        model = Token
+        fields = ("user", "name", "status", "expires_at", "models", "subnets")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.quota is not None:
+            self.initial.setdefault("quota_usd", to_usd(self.instance.quota))
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        quota = cleaned.get("quota_usd")
+        self.instance.quota = None if quota is None else to_micro(quota)
+        return cleaned
+
+
+_LIMITS = ("rpm_limit", "tpm_limit", "rpd_limit", "concurrency_limit")
+
+
+@admin.register(Token)
+class TokenAdmin(TeamScopedAdmin):
+    form = TokenForm
+    list_display = (
+        "name",
+        "key_prefix",
+        "user",
+        "status",
+        "quota_usd",
+        "used_usd",
+        "expires_at",
+        "last_used_at",
+        "created_at",
+    )
+    list_select_related = ("user",)
+    list_filter = ("status", LiveFilter)
+    search_fields = ("name", "key_prefix", "user__username")
+    autocomplete_fields = ("user",)
+    actions = ["enable", "disable"]
+
+    add_fieldsets = (
+        (None, {"fields": ("user", "name", "expires_at", "quota_usd")}),
+        ("Restrictions", {"fields": ("models", "subnets")}),
+        ("Rate limits (empty: unlimited)", {"fields": _LIMITS}),
+    )
+    fieldsets = (
+        (None, {"fields": ("user", "name", "key_prefix", "status", "expires_at")}),
+        ("Spending", {"fields": ("quota_usd", "used_usd")}),
+        ("Restrictions", {"fields": ("models", "subnets")}),
+        ("Rate limits (empty: unlimited)", {"fields": _LIMITS}),
+        ("History", {"fields": ("created_at", "last_used_at", "deleted_at")}),
+    )
+
+    def scope_to_team(self, queryset: QuerySet, team_id: int) -> QuerySet:
+        return queryset.filter(user__in=team_users(team_id))
+
+    def in_team(self, obj: Token, team_id: int) -> bool:
+        return obj.user.team_id == team_id and obj.user.role != User.Role.OPERATOR
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return self.may_see(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Token | None = None) -> bool:
+        return self.may_see(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Token | None = None) -> bool:
+        return self.may_see(request, obj)
+
+    def get_fieldsets(self, request: HttpRequest, obj: Token | None = None) -> Any:
+        return self.add_fieldsets if obj is None else self.fieldsets
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Token | None = None) -> Any:
+        if obj is None:
+            return ()
+        return ("user", "key_prefix", "used_usd", "created_at", "last_used_at", "deleted_at")
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "user" and not is_operator(request):
+            team_id = managed_team_id(request)
+            kwargs["queryset"] = team_users(team_id) if team_id is not None else User.objects.none()
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_model(self, request: HttpRequest, obj: Token, form: Any, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        token, key = services.create_token(
+            user=obj.user,
+            name=obj.name,
+            quota=obj.quota,
+            expires_at=obj.expires_at,
+            models=obj.models,
+            subnets=obj.subnets,
+            **{limit: getattr(obj, limit) for limit in _LIMITS},
+        )
+        # The admin goes on with the form's instance (logging, redirect), so
+        # make it the saved row.
+        for field in Token._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(token, field.attname))
+        obj._state.adding = False
+        obj._state.db = token._state.db
+        messages.success(
+            request,
+            format_html("Token key: <code>{}</code> — copy it now, it will not be shown again.", key),
+        )
+
+    def delete_model(self, request: HttpRequest, obj: Token) -> None:
+        services.delete_token(obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Token]) -> None:
+        for token in queryset:
+            services.delete_token(token)
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        return drop_protected(super().get_deleted_objects(objs, request))
+
+    @admin.display(description="quota", ordering="quota")
+    def quota_usd(self, obj: Token) -> str | None:
+        return usd(obj.quota)
+
+    @admin.display(description="used", ordering="used")
+    def used_usd(self, obj: Token) -> str | None:
+        return usd(obj.used)
+
+    @admin.action(description="Enable", permissions=["change"])
+    def enable(self, request: HttpRequest, queryset: QuerySet[Token]) -> None:
+        changed = self._set_status(queryset, Token.Status.ACTIVE)
+        messages.success(request, f"Enabled {changed} token(s).")
+
+    @admin.action(description="Disable", permissions=["change"])
+    def disable(self, request: HttpRequest, queryset: QuerySet[Token]) -> None:
+        changed = self._set_status(queryset, Token.Status.DISABLED)
+        messages.success(request, f"Disabled {changed} token(s).")
+
+    def _set_status(self, queryset: QuerySet[Token], status: str) -> int:
+        changed = 0
+        for token in queryset.exclude(status=status):
+            token.status = status
+            token.save(update_fields=["status"])  # post_save tells the relay
+            changed += 1
+        return changed
+
+
+# -- prices, ledger, usage -------------------------------------------------------
+
+
+class ModelPriceForm(forms.ModelForm):
+    channel_type = forms.ChoiceField(
+        choices=[("", "any"), *CHANNEL_TYPE_CHOICES],
+        required=False,
+        help_text="Price only for channels of this type; 'any' applies everywhere else.",
+    )
+
+    class Meta:
+        model = ModelPrice
+        fields = ("model", "channel_type", "input", "output", "cached_input", "audio", "per_request", "per_image")
+
+
+@admin.register(ModelPrice)
+class ModelPriceAdmin(OperatorOnlyAdmin):
+    form = ModelPriceForm
+    list_display = (
+        "model",
+        "channel_type",
+        "input",
+        "output",
+        "cached_input",
+        "audio",
+        "per_request",
+        "per_image",
+        "updated_at",
+    )
+    list_editable = ("input", "output", "cached_input", "audio", "per_request", "per_image")
+    list_filter = ("channel_type",)
+    search_fields = ("model",)
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(ReadOnlyAdminMixin, OperatorOnlyAdmin):
+    list_display = ("created_at", "user", "kind", "amount_usd", "balance_after_usd", "actor", "note", "usage")
+    list_select_related = ("user", "actor", "usage")
+    list_filter = ("kind",)
+    raw_id_fields = ("user", "actor", "usage")
+    search_fields = ("user__username", "note")
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+
+    @admin.display(description="amount", ordering="amount")
+    def amount_usd(self, obj: LedgerEntry) -> str | None:
+        return usd(obj.amount)
+
+    @admin.display(description="balance after")
+    def balance_after_usd(self, obj: LedgerEntry) -> str | None:
+        return usd(obj.balance_after)
+
+
+@admin.register(UsageLog)
+class UsageLogAdmin(ReadOnlyAdminMixin, TeamScopedAdmin):
+    list_display = (
+        "created_at",
+        "user",
+        "token",
+        "model",
+        "channel",
+        "status",
+        "stream",
+        "prompt_tokens",
+        "completion_tokens",
+        "cached_tokens",
+        "cost_usd",
+        "latency_ms",
+        "attempts",
+    )
+    list_select_related = ("user", "token", "channel")
+    list_filter = ("model", "status", "stream", "estimated", "created_at")
+    search_fields = ("request_id", "model", "user__username")
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    # Channels and provider keys are operator business.
+    operator_only_fields = ("channel", "key", "upstream_model", "group_multiplier", "team_multiplier")
+
+    def scope_to_team(self, queryset: QuerySet, team_id: int) -> QuerySet:
+        return queryset.filter(user__team_id=team_id)
+
+    def in_team(self, obj: UsageLog, team_id: int) -> bool:
+        return obj.user.team_id == team_id
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        if is_operator(request):
+            return self.list_display
+        return tuple(f for f in self.list_display if f not in self.operator_only_fields)
+
+    def get_fields(self, request: HttpRequest, obj: UsageLog | None = None) -> Any:
+        fields = [f.name for f in UsageLog._meta.concrete_fields if f.name not in ("id", "cost")]
+        fields.insert(fields.index("group_multiplier"), "cost_usd")
+        if not is_operator(request):
+            fields = [f for f in fields if f not in self.operator_only_fields]
+        return fields
+
+    @admin.display(description="cost", ordering="cost")
+    def cost_usd(self, obj: UsageLog) -> str | None:
+        return usd(obj.cost)

@@ -1,0 +1,326 @@
+"""The operators' admin for channels and their key pools.
+
+Provider keys are write-only here: pasted into a textarea that never echoes
+them back, then shown only as their masked hint. Operators only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+from django.utils.decorators import method_decorator
+from django.utils.html import format_html
+from django.views.decorators.debug import sensitive_post_parameters
+
+from billing.admin import LiveFilter, OperatorOnlyAdmin, StringListField, drop_protected, is_operator
+from billing.models import Group
+from channels_app import services
+from channels_app.models import Channel, ChannelKey
+
+_ERROR_PREVIEW = 80
+
+
+def _short_error(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _ERROR_PREVIEW else text[: _ERROR_PREVIEW - 1] + "…"
+
+
+def _actor_reason(request: HttpRequest) -> str:
+    return f"set by {request.user.get_username()}"  # type: ignore[union-attr]
+
+
+class PastedKeysWidget(forms.Textarea):
+    """Like a password input: whatever was typed is never rendered back, so a
+    form redisplayed after an error holds no plaintext key."""
+
+    def format_value(self, value: Any) -> None:
+        return None
+
+
+class ChannelForm(forms.ModelForm):
+    models = StringListField(help_text="Model names this channel serves, one per line.")
+    groups = StringListField(help_text="Names of the groups allowed to use it, one per line.")
+    new_keys = forms.CharField(
+        label="Add keys",
+        required=False,
+        strip=False,
+        widget=PastedKeysWidget(attrs={"rows": 4, "cols": 60, "autocomplete": "off", "spellcheck": "false"}),
+        help_text="Paste provider keys, one per line. Keys already in this channel are skipped. "
+        "Keys are stored encrypted and shown only masked; if the form has errors, paste them again.",
+    )
+
+    class Meta:
+        model = Channel
+        fields = (
+            "name",
+            "type",
+            "base_url",
+            "status",
+            "models",
+            "model_mapping",
+            "groups",
+            "priority",
+            "weight",
+            "test_model",
+            "include_usage",
+            "proxy_url",
+            "config",
+            "connect_timeout",
+            "first_byte_timeout",
+            "idle_timeout",
+        )
+
+    def clean_groups(self) -> list[str]:
+        names: list[str] = self.cleaned_data["groups"]
+        unknown = set(names) - set(Group.objects.filter(name__in=names).values_list("name", flat=True))
+        if unknown:
+            raise forms.ValidationError(f"Unknown group(s): {', '.join(sorted(unknown))}.")
+        return names
+
+    def clean_new_keys(self) -> list[str]:
+        return services.clean_key_lines([self.cleaned_data.get("new_keys") or ""])
+
+
+class ChannelKeyInline(admin.TabularInline):
+    """The channel's live keys, masked; new keys come in through ``new_keys``."""
+
+    model = ChannelKey
+    extra = 0
+    show_change_link = True
+    fields = (
+        "hint",
+        "state",
+        "state_reason",
+        "cooldown_until",
+        "last_used_at",
+        "last_success_at",
+        "last_error_short",
+        "latency_ms",
+        "rpm_limit",
+        "tpm_limit",
+    )
+    readonly_fields = tuple(f for f in fields if f not in ("rpm_limit", "tpm_limit"))
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ChannelKey]:
+        return super().get_queryset(request).live()
+
+    def get_formset(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        formset = super().get_formset(request, obj, **kwargs)
+
+        class KeyForm(formset.form):  # type: ignore[name-defined,misc]
+            def hand_clean_DELETE(self) -> None:
+                # Django refuses to delete a row that usage protects; a used key
+                # is hidden instead (save_formset → services.delete_key).
+                pass
+
+        formset.form = KeyForm
+        return formset
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_operator(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_operator(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_operator(request)
+
+    @admin.display(description="last error")
+    def last_error_short(self, obj: ChannelKey) -> str:
+        return _short_error(obj.last_error)
+
+
+@admin.register(Channel)
+class ChannelAdmin(OperatorOnlyAdmin):
+    form = ChannelForm
+    inlines = (ChannelKeyInline,)
+    list_display = ("name", "type", "status", "priority", "weight", "models_short", "groups_short", "keys_health")
+    list_filter = ("type", "status", LiveFilter)
+    search_fields = ("name",)
+    actions = ["enable", "disable"]
+    readonly_fields = ("created_at", "updated_at", "deleted_at")
+    fieldsets = (
+        (None, {"fields": ("name", "type", "base_url", "status")}),
+        ("Routing", {"fields": ("models", "model_mapping", "groups", "priority", "weight", "test_model")}),
+        ("Keys", {"fields": ("new_keys",)}),
+        (
+            "Connection",
+            {
+                "fields": (
+                    "include_usage",
+                    "proxy_url",
+                    "config",
+                    "connect_timeout",
+                    "first_byte_timeout",
+                    "idle_timeout",
+                )
+            },
+        ),
+        ("History", {"fields": ("created_at", "updated_at", "deleted_at")}),
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Channel]:
+        live = Q(keys__deleted_at__isnull=True)
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                total_keys=Count("keys", filter=live),
+                healthy_keys=Count("keys", filter=live & Q(keys__state=ChannelKey.State.ACTIVE)),
+            )
+        )
+
+    # Pasted keys must not reach error reports either.
+    @method_decorator(sensitive_post_parameters("new_keys"))
+    def changeform_view(
+        self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def save_model(self, request: HttpRequest, obj: Channel, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        pasted: list[str] = form.cleaned_data.get("new_keys") or []
+        if pasted:
+            added = services.add_keys(obj, pasted)
+            skipped = len(pasted) - len(added)
+            messages.success(request, f"Added {len(added)} key(s); skipped {skipped} already in this channel.")
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        if formset.model is not ChannelKey:
+            return super().save_formset(request, form, formset, change)
+        for key in formset.save(commit=False):
+            key.save()
+        # A key with usage is hidden, not deleted, so history keeps pointing at it.
+        for key in formset.deleted_objects:
+            services.delete_key(key)
+        return None
+
+    def delete_model(self, request: HttpRequest, obj: Channel) -> None:
+        services.delete_channel(obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
+        for channel in queryset:
+            services.delete_channel(channel)
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        return drop_protected(super().get_deleted_objects(objs, request))
+
+    @admin.display(description="models")
+    def models_short(self, obj: Channel) -> str:
+        shown = ", ".join(obj.models[:3])
+        return f"{shown} +{len(obj.models) - 3}" if len(obj.models) > 3 else shown
+
+    @admin.display(description="groups")
+    def groups_short(self, obj: Channel) -> str:
+        return ", ".join(obj.groups)
+
+    @admin.display(description="healthy / keys", ordering="healthy_keys")
+    def keys_health(self, obj: Channel) -> str:
+        return format_html(
+            '<a href="{}?channel__id__exact={}">{} / {}</a>',
+            reverse("admin:channels_app_channelkey_changelist"),
+            obj.pk,
+            obj.healthy_keys,  # type: ignore[attr-defined]
+            obj.total_keys,  # type: ignore[attr-defined]
+        )
+
+    @admin.action(description="Enable", permissions=["change"])
+    def enable(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
+        changed = services.set_channel_status(queryset.values_list("pk", flat=True), Channel.Status.ENABLED)
+        messages.success(request, f"Enabled {changed} channel(s).")
+
+    @admin.action(description="Disable", permissions=["change"])
+    def disable(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
+        changed = services.set_channel_status(queryset.values_list("pk", flat=True), Channel.Status.DISABLED)
+        messages.success(request, f"Disabled {changed} channel(s).")
+
+
+@admin.register(ChannelKey)
+class ChannelKeyAdmin(OperatorOnlyAdmin):
+    list_display = (
+        "id",
+        "channel",
+        "hint",
+        "state",
+        "state_reason",
+        "cooldown_until",
+        "last_used_at",
+        "last_success_at",
+        "last_error_short",
+        "latency_ms",
+    )
+    list_select_related = ("channel",)
+    list_filter = ("state", "channel__type", LiveFilter)
+    search_fields = ("channel__name", "hint")
+    actions = ["enable", "disable"]
+    fieldsets = (
+        (None, {"fields": ("channel", "hint", "state", "state_reason", "state_changed_at", "cooldown_until")}),
+        ("Limits (empty: unlimited)", {"fields": ("rpm_limit", "tpm_limit")}),
+        (
+            "Health",
+            {"fields": ("last_used_at", "last_success_at", "last_error", "last_error_at", "latency_ms")},
+        ),
+        ("History", {"fields": ("created_at", "deleted_at")}),
+    )
+    readonly_fields = (
+        "channel",
+        "hint",
+        "state_reason",
+        "state_changed_at",
+        "cooldown_until",
+        "last_used_at",
+        "last_success_at",
+        "last_error",
+        "last_error_at",
+        "latency_ms",
+        "created_at",
+        "deleted_at",
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # keys are pasted into their channel
+
+    def save_model(self, request: HttpRequest, obj: ChannelKey, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if "state" in form.changed_data:
+            services.set_key_state(obj, obj.state, _actor_reason(request))
+
+    def delete_model(self, request: HttpRequest, obj: ChannelKey) -> None:
+        services.delete_key(obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ChannelKey]) -> None:
+        for key in queryset:
+            services.delete_key(key)
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        return drop_protected(super().get_deleted_objects(objs, request))
+
+    @admin.display(description="last error")
+    def last_error_short(self, obj: ChannelKey) -> str:
+        return _short_error(obj.last_error)
+
+    @admin.action(description="Enable", permissions=["change"])
+    def enable(self, request: HttpRequest, queryset: QuerySet[ChannelKey]) -> None:
+        changed = self._set_state(request, queryset, ChannelKey.State.ACTIVE)
+        messages.success(request, f"Enabled {changed} key(s).")
+
+    @admin.action(description="Disable", permissions=["change"])
+    def disable(self, request: HttpRequest, queryset: QuerySet[ChannelKey]) -> None:
+        changed = self._set_state(request, queryset, ChannelKey.State.MANUAL_DISABLED)
+        messages.success(request, f"Disabled {changed} key(s).")
+
+    def _set_state(self, request: HttpRequest, queryset: QuerySet[ChannelKey], state: str) -> int:
+        reason = _actor_reason(request)
+        changed = 0
+        for key in queryset.exclude(state=state):
+            services.set_key_state(key, state, reason)
+            changed += 1
+        return changed
