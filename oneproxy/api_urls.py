@@ -6,7 +6,13 @@ from django.urls import include, path, re_path
 
 def not_found(request, rest: str = ""):  # type: ignore[no-untyped-def]
     return JsonResponse(
-        {"error": {"message": f"Unknown API path: {request.path}", "type": "invalid_request_error", "code": "not_found"}},
+        {
+            "error": {
+                "message": f"Unknown API path: {request.path}",
+                "type": "invalid_request_error",
+                "code": "not_found",
+            }
+        },
         status=404,
     )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 
 from billing import snapshot as billing_snapshot
 from billing import usage_sink
@@ -38,6 +38,9 @@ class DjangoBackend:
     def balances(self, user_ids: list[int], token_ids: list[int]) -> Settled:
         close_old_connections()
         return usage_sink.current_balances(user_ids, token_ids)
+
+    def close(self) -> None:
+        connections.close_all()
 
 
 def relay_config() -> RelayConfig:

@@ -76,4 +76,5 @@ class DbWorker:
         self._wake.set()
         if self._flusher is not None:
             await self._flusher
+        await self.run(self.backend.close)
         self._executor.shutdown(wait=True)

@@ -53,3 +53,6 @@ class Backend(Protocol):
     def apply_usage(self, events: list[UsageEvent]) -> Settled: ...
 
     def balances(self, user_ids: list[int], token_ids: list[int]) -> Settled: ...
+
+    def close(self) -> None:
+        """Release this thread's database connections (called at shutdown)."""

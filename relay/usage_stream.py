@@ -49,6 +49,9 @@ async def consume_usage(redis, db: DbWorker) -> None:  # type: ignore[no-untyped
             await redis.xdel(USAGE_STREAM, *ids)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
+            if "NOGROUP" in str(exc):  # the stream was deleted (e.g. Redis flushed)
+                await ensure_group(redis)
+                continue
             log.exception("settling usage from the stream failed; retrying")
             await asyncio.sleep(1)

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import os
 
-# Each xdist worker gets its own Redis key space (read when relay.ledger is imported).
-os.environ.setdefault("ONEPROXY_REDIS_PREFIX", f"op-test-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}:")
-
 import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
 from tests.emulators.fixtures import *  # noqa: F403 - the upstream emulators
 from tests.gateway import *  # noqa: F403 - the gateway under test
+
+
+def pytest_configure(config):  # type: ignore[no-untyped-def]
+    # Each xdist worker gets its own Redis key space (read when relay.ledger is imported).
+    worker = getattr(config, "workerinput", {}).get("workerid", "main")
+    os.environ["ONEPROXY_REDIS_PREFIX"] = f"op-test-{worker}:"
 
 
 def _service_mode() -> bool:
