@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from django.contrib.auth.models import AbstractUser
 from django.core.validators import MinValueValidator
+
 # Aliased: `models` is also a field name (the models a channel or token allows).
 from django.db import models as dj
 
@@ -154,9 +155,7 @@ class LedgerEntry(dj.Model):
     kind = dj.CharField(max_length=16, choices=Kind.choices)
     amount = dj.BigIntegerField(help_text="µUSD; negative for charges.")
     balance_after = dj.BigIntegerField()
-    usage = dj.OneToOneField(
-        "UsageLog", on_delete=dj.PROTECT, null=True, blank=True, related_name="ledger_entry"
-    )
+    usage = dj.OneToOneField("UsageLog", on_delete=dj.PROTECT, null=True, blank=True, related_name="ledger_entry")
     actor = dj.ForeignKey(User, on_delete=dj.PROTECT, null=True, blank=True, related_name="+")
     note = dj.CharField(max_length=255, blank=True)
     created_at = dj.DateTimeField(auto_now_add=True, db_index=True)
@@ -164,6 +163,9 @@ class LedgerEntry(dj.Model):
     class Meta:
         ordering = ["-id"]
         verbose_name_plural = "ledger entries"
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount} µUSD"
 
     def save(self, *args, **kwargs) -> None:
         if self.pk is not None:
@@ -181,12 +183,8 @@ class UsageLog(dj.Model):
     endpoint = dj.CharField(max_length=64)
     model = dj.CharField(max_length=128, db_index=True)
     upstream_model = dj.CharField(max_length=128, blank=True)
-    channel = dj.ForeignKey(
-        "channels_app.Channel", on_delete=dj.PROTECT, null=True, blank=True, related_name="usage"
-    )
-    key = dj.ForeignKey(
-        "channels_app.ChannelKey", on_delete=dj.PROTECT, null=True, blank=True, related_name="usage"
-    )
+    channel = dj.ForeignKey("channels_app.Channel", on_delete=dj.PROTECT, null=True, blank=True, related_name="usage")
+    key = dj.ForeignKey("channels_app.ChannelKey", on_delete=dj.PROTECT, null=True, blank=True, related_name="usage")
     prompt_tokens = dj.PositiveIntegerField(default=0)
     completion_tokens = dj.PositiveIntegerField(default=0)
     cached_tokens = dj.PositiveIntegerField(default=0)
@@ -204,3 +202,6 @@ class UsageLog(dj.Model):
 
     class Meta:
         ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.request_id} {self.model}"

@@ -9,7 +9,7 @@ _SIX = Decimal("0.000001")
 
 
 def to_micro(amount: str | Decimal | int) -> int:
-    """"12.50" → 12_500_000; more than 6 decimals is rounded half-up."""
+    """ "12.50" → 12_500_000; more than 6 decimals is rounded half-up."""
     try:
         value = Decimal(str(amount))
     except InvalidOperation:

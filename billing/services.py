@@ -67,7 +67,12 @@ def record_entry(
     user.balance += amount
     User.objects.filter(pk=user.pk).update(balance=user.balance)
     return LedgerEntry.objects.create(
-        user=user, kind=kind, amount=amount, balance_after=user.balance, actor=actor, note=note[:255],
+        user=user,
+        kind=kind,
+        amount=amount,
+        balance_after=user.balance,
+        actor=actor,
+        note=note[:255],
         usage_id=usage_id,
     )
 

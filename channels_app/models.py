@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.core.validators import MinValueValidator
+
 # Aliased: `models` is also a field name (the models a channel or token allows).
 from django.db import models as dj
 
@@ -112,3 +113,6 @@ class ConfigVersion(dj.Model):
 
     version = dj.BigIntegerField(default=0)
     updated_at = dj.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"config version {self.version}"

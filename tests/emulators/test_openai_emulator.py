@@ -215,9 +215,9 @@ def test_stream_gate_pauses_after_each_chunk(emu: OpenAIEmulator) -> None:
 def test_stream_gate_release_from_another_thread(emu: OpenAIEmulator) -> None:
     emu.enable_stream_gate()
     emu.release(1)  # releases are remembered
+    started = time.monotonic()  # before the timer starts, so its 0.2 s lie inside the measure
     timer = threading.Timer(0.2, emu.release, args=(0,))
     timer.start()
-    started = time.monotonic()
     text = "".join(
         c.choices[0].delta.content or ""
         for c in client(emu).chat.completions.create(
