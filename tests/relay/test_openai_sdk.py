@@ -137,3 +137,31 @@ def test_balance_token_used_and_usage_logs_agree(relay_setup, gateway):
     assert user.balance == before - total
     assert token.used == total
     assert sum(LedgerEntry.objects.filter(user=user).values_list("amount", flat=True)) == user.balance
+
+
+def test_images_audio_and_moderations_pass_through(relay_setup, gateway):
+    # given: the channel lists the models these endpoints use
+    from billing.models import UsageLog
+    from channels_app.models import Channel
+
+    Channel.objects.filter(pk=relay_setup["channel"].pk).update(
+        models=["gpt-4o-mini", "dall-e-3", "tts-1", "whisper-1", "omni-moderation-latest"]
+    )
+    gateway.reload()
+    sdk = client(gateway, relay_setup["key"])
+    # when
+    image = sdk.images.generate(model="dall-e-3", prompt="a cat")
+    speech = sdk.audio.speech.create(model="tts-1", voice="alloy", input="hello there")
+    text = sdk.audio.transcriptions.create(model="whisper-1", file=("a.mp3", b"ID3fake-audio", "audio/mpeg"))
+    moderation = sdk.moderations.create(model="omni-moderation-latest", input="hello")
+    # then
+    assert image.data and speech.content and text.text and moderation.results
+    paths = [r["path"] for r in relay_setup["emulator"].requests]
+    assert paths == ["/v1/images/generations", "/v1/audio/speech", "/v1/audio/transcriptions", "/v1/moderations"]
+    settled(4)
+    assert set(UsageLog.objects.values_list("endpoint", flat=True)) == {
+        "images/generations",
+        "audio/speech",
+        "audio/transcriptions",
+        "moderations",
+    }
