@@ -226,7 +226,9 @@ def test_stream_gate_release_from_another_thread(emu: OpenAIEmulator) -> None:
     )
     timer.join()
     assert text == "Hello from"
-    assert time.monotonic() - started >= 0.2
+    # Timer waits on a condition whose timeout may end a hair early; the
+    # point is that the stream waited for the release, not the exact 0.2 s.
+    assert time.monotonic() - started >= 0.15
 
 
 # --------------------------------------------------------------------------- legacy completions
