@@ -14,13 +14,20 @@ from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.decorators import method_decorator
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.views.decorators.debug import sensitive_post_parameters
 
-from billing.admin import LiveFilter, OperatorOnlyAdmin, StringListField, drop_protected, is_operator
+from billing.admin import (
+    LiveFilter,
+    OperatorOnlyAdmin,
+    ReadOnlyAdminMixin,
+    StringListField,
+    drop_protected,
+    is_operator,
+)
 from billing.models import Group
 from channels_app import services
-from channels_app.models import Channel, ChannelKey
+from channels_app.models import Channel, ChannelKey, DisablePhrase, KeyEvent
 
 _ERROR_PREVIEW = 80
 
@@ -145,7 +152,7 @@ class ChannelAdmin(OperatorOnlyAdmin):
     list_display = ("name", "type", "status", "priority", "weight", "models_short", "groups_short", "keys_health")
     list_filter = ("type", "status", LiveFilter)
     search_fields = ("name",)
-    actions = ["enable", "disable"]
+    actions = ["enable", "disable", "test_now"]
     readonly_fields = ("created_at", "updated_at", "deleted_at")
     fieldsets = (
         (None, {"fields": ("name", "type", "base_url", "status")}),
@@ -242,6 +249,14 @@ class ChannelAdmin(OperatorOnlyAdmin):
         changed = services.set_channel_status(queryset.values_list("pk", flat=True), Channel.Status.DISABLED)
         messages.success(request, f"Disabled {changed} channel(s).")
 
+    @admin.action(description="Probe now (every key, 1-token chat)")
+    def test_now(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
+        from channels_app.probe import probe_keys
+
+        results = probe_keys(ChannelKey.objects.live().filter(channel__in=queryset))
+        ok = sum(r.ok for r in results)
+        self.message_user(request, f"Probed {len(results)} key(s): {ok} answered, {len(results) - ok} failed.")
+
 
 @admin.register(ChannelKey)
 class ChannelKeyAdmin(OperatorOnlyAdmin):
@@ -260,7 +275,7 @@ class ChannelKeyAdmin(OperatorOnlyAdmin):
     list_select_related = ("channel",)
     list_filter = ("state", "channel__type", LiveFilter)
     search_fields = ("channel__name", "hint")
-    actions = ["enable", "disable"]
+    actions = ["enable", "disable", "test_now"]
     fieldsets = (
         (None, {"fields": ("channel", "hint", "state", "state_reason", "state_changed_at", "cooldown_until")}),
         ("Limits (empty: unlimited)", {"fields": ("rpm_limit", "tpm_limit")}),
@@ -268,9 +283,10 @@ class ChannelKeyAdmin(OperatorOnlyAdmin):
             "Health",
             {"fields": ("last_used_at", "last_success_at", "last_error", "last_error_at", "latency_ms")},
         ),
-        ("History", {"fields": ("created_at", "deleted_at")}),
+        ("History", {"fields": ("created_at", "deleted_at", "recent_events")}),
     )
     readonly_fields = (
+        "recent_events",
         "channel",
         "hint",
         "state_reason",
@@ -317,6 +333,38 @@ class ChannelKeyAdmin(OperatorOnlyAdmin):
         changed = self._set_state(request, queryset, ChannelKey.State.MANUAL_DISABLED)
         messages.success(request, f"Disabled {changed} key(s).")
 
+    @admin.display(description="Recent transitions")
+    def recent_events(self, obj: ChannelKey) -> str:
+        events = obj.events.all()[:20]
+        if not events:
+            return "—"
+        return format_html_join(
+            "",
+            "<div>{} · {} → {} · {} ({}) {}</div>",
+            (
+                (
+                    e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                    e.from_state,
+                    e.to_state,
+                    e.reason,
+                    e.source,
+                    _short_error(e.message),
+                )
+                for e in events
+            ),
+        )
+
+    @admin.action(description="Test now (1-token chat with the channel's test model)")
+    def test_now(self, request: HttpRequest, queryset: QuerySet[ChannelKey]) -> None:
+        from channels_app.probe import probe_keys
+
+        results = probe_keys(queryset)
+        ok = sum(r.ok for r in results)
+        failed = [f"key {r.key_id}: {r.http_status or '-'} {r.error[:120]}" for r in results if not r.ok]
+        self.message_user(
+            request, f"{ok} of {len(results)} key(s) answered." + (" " + "; ".join(failed) if failed else "")
+        )
+
     def _set_state(self, request: HttpRequest, queryset: QuerySet[ChannelKey], state: str) -> int:
         reason = _actor_reason(request)
         changed = 0
@@ -324,3 +372,22 @@ class ChannelKeyAdmin(OperatorOnlyAdmin):
             services.set_key_state(key, state, reason)
             changed += 1
         return changed
+
+
+@admin.register(KeyEvent)
+class KeyEventAdmin(ReadOnlyAdminMixin, OperatorOnlyAdmin):
+    """Every key transition with its reason and the upstream's (masked) words."""
+
+    list_display = ("created_at", "key", "from_state", "to_state", "reason", "source")
+    list_filter = ("to_state", "source", "reason")
+    list_select_related = ("key",)
+    raw_id_fields = ("key",)
+    search_fields = ("message", "reason")
+
+
+@admin.register(DisablePhrase)
+class DisablePhraseAdmin(OperatorOnlyAdmin):
+    """Extra upstream error phrases that disable a key (beside the built-in rules)."""
+
+    list_display = ("phrase", "created_at")
+    search_fields = ("phrase",)

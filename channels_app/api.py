@@ -11,6 +11,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 from rest_framework import generics, mixins, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -65,6 +66,17 @@ class ChannelViewSet(
 
     def perform_destroy(self, instance: Channel) -> None:
         services.delete_channel(instance)
+
+    @action(detail=True, methods=["post"])
+    def test(self, request: Request, pk: str | None = None) -> Response:
+        """Probe every live key of the channel now with its test model."""
+        from channels_app.probe import probe_keys
+
+        channel = self.get_object()
+        results = probe_keys(channel.keys.live())
+        return Response(
+            {"channel": channel.pk, "model": channel.effective_test_model, "results": [r.as_dict() for r in results]}
+        )
 
 
 class ChannelKeyViewSet(

@@ -116,3 +116,34 @@ class ConfigVersion(dj.Model):
 
     def __str__(self) -> str:
         return f"config version {self.version}"
+
+
+class KeyEvent(dj.Model):
+    """One state transition of a key, with why (the upstream's words, masked)."""
+
+    key = dj.ForeignKey(ChannelKey, on_delete=dj.CASCADE, related_name="events")
+    from_state = dj.CharField(max_length=16, blank=True)
+    to_state = dj.CharField(max_length=16)
+    reason = dj.CharField(max_length=64)
+    message = dj.TextField(blank=True)
+    source = dj.CharField(max_length=16, help_text="relay, probe or operator")
+    created_at = dj.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"key {self.key_id}: {self.from_state} → {self.to_state} ({self.reason})"
+
+
+class DisablePhrase(dj.Model):
+    """Operator-added text that, found in an upstream error, disables the key."""
+
+    phrase = dj.CharField(max_length=200, unique=True, help_text="Matched case-insensitively.")
+    created_at = dj.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["phrase"]
+
+    def __str__(self) -> str:
+        return self.phrase

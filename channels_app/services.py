@@ -53,6 +53,19 @@ def create_channel(*, keys: Iterable[str] = (), **fields) -> Channel:  # type: i
 
 
 def set_key_state(key: ChannelKey, state: str, reason: str = "") -> ChannelKey:
+    """An operator's decision; recorded as an event like any other transition."""
+    from channels_app.models import KeyEvent
+
+    if key.state != state:
+        KeyEvent.objects.create(
+            key=key,
+            from_state=key.state,
+            to_state=state,
+            reason="operator",
+            message=reason[:2000],
+            source="operator",
+            created_at=timezone.now(),
+        )
     key.state = state
     key.state_reason = reason[:255]
     key.state_changed_at = timezone.now()
@@ -93,3 +106,73 @@ def set_channel_status(channel_ids: Iterable[int], status: str) -> int:
     if changed:
         transaction.on_commit(bump_config_version)
     return changed
+
+
+def record_key_transitions(transitions: list) -> None:  # type: ignore[type-arg]
+    """Persist states decided by the relay or a probe (relay/keystate.Transition).
+
+    A manually disabled key is never touched, and a transition older than the
+    key's current state loses (another process or an operator was later).
+    Written with ``update()``: the relay processes already know (overlay and
+    pub/sub), so no config reload is triggered.
+    """
+    from datetime import UTC, datetime
+
+    from channels_app.models import KeyEvent
+
+    for t in transitions:
+        changed_at = datetime.fromtimestamp(t.changed_at, UTC)
+        key = ChannelKey.objects.filter(pk=t.key_id).only("state", "state_changed_at").first()
+        if key is None or key.state == ChannelKey.State.MANUAL_DISABLED:
+            continue
+        if key.state_changed_at is not None and key.state_changed_at > changed_at:
+            continue
+        fields = {
+            "state": t.state,
+            "state_reason": t.reason[:255],
+            "state_changed_at": changed_at,
+            "cooldown_until": datetime.fromtimestamp(t.cooldown_until, UTC) if t.cooldown_until else None,
+        }
+        if t.state != ChannelKey.State.ACTIVE:
+            fields.update(last_error=t.message[:2000], last_error_at=changed_at)
+        ChannelKey.objects.filter(pk=t.key_id).exclude(state=ChannelKey.State.MANUAL_DISABLED).update(**fields)
+        if key.state != t.state or t.state == ChannelKey.State.COOLING:
+            KeyEvent.objects.create(
+                key_id=t.key_id,
+                from_state=key.state,
+                to_state=t.state,
+                reason=t.reason[:64],
+                message=t.message[:2000],
+                source=t.source,
+                created_at=changed_at,
+            )
+            from channels_app import signals
+
+            signals.key_transitioned.send(sender=ChannelKey, key_id=t.key_id, from_state=key.state, transition=t)
+
+
+def record_key_stats(stats: dict[int, tuple[float, float | None, int | None]]) -> None:
+    """Last used / last success / latency per key, written in one batch."""
+    from datetime import UTC, datetime
+
+    for key_id, (last_used, last_success, latency) in stats.items():
+        fields: dict = {"last_used_at": datetime.fromtimestamp(last_used, UTC)}
+        if last_success is not None:
+            fields["last_success_at"] = datetime.fromtimestamp(last_success, UTC)
+        if latency is not None:
+            fields["latency_ms"] = latency
+        ChannelKey.objects.filter(pk=key_id).update(**fields)
+
+
+def record_probe_results(results: list) -> None:  # type: ignore[type-arg]
+    """Latency and outcome of each probe on its key."""
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    for r in results:
+        fields: dict = {"latency_ms": r.latency_ms}
+        if r.ok:
+            fields["last_success_at"] = now
+        else:
+            fields.update(last_error=r.error[:2000], last_error_at=now)
+        ChannelKey.objects.filter(pk=r.key_id).update(**fields)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from channels_app.models import Channel, ChannelKey
+from channels_app.models import Channel, ChannelKey, DisablePhrase
 from relay.channel_types import CHANNEL_TYPES
 from relay.snapshot import ChannelSnap, KeySnap
 
@@ -19,6 +19,7 @@ def load_channels() -> list[ChannelSnap]:
                 secret=key.reveal(),
                 state=key.state,
                 cooldown_until=key.cooldown_until.timestamp() if key.cooldown_until else None,
+                state_changed_at=key.state_changed_at.timestamp() if key.state_changed_at else 0.0,
                 rpm_limit=key.rpm_limit,
                 tpm_limit=key.tpm_limit,
             )
@@ -49,3 +50,7 @@ def load_channels() -> list[ChannelSnap]:
             )
         )
     return channels
+
+
+def load_disable_phrases() -> tuple[str, ...]:
+    return tuple(p.lower() for p in DisablePhrase.objects.values_list("phrase", flat=True))

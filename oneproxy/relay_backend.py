@@ -7,8 +7,9 @@ from django.db import close_old_connections, connections
 
 from billing import snapshot as billing_snapshot
 from billing import usage_sink
+from channels_app import services as channel_services
 from channels_app.models import ConfigVersion
-from channels_app.snapshot import load_channels
+from channels_app.snapshot import load_channels, load_disable_phrases
 from relay.app import RelayConfig
 from relay.ports import Settled, UsageEvent
 from relay.snapshot import Snapshot
@@ -29,6 +30,7 @@ class DjangoBackend:
             channels=load_channels(),
             prices=billing_snapshot.load_prices(),
             refuse_unpriced=settings.ONEPROXY_REFUSE_UNPRICED,
+            disable_phrases=load_disable_phrases(),
         )
 
     def apply_usage(self, events: list[UsageEvent]) -> Settled:
@@ -38,6 +40,14 @@ class DjangoBackend:
     def balances(self, user_ids: list[int], token_ids: list[int]) -> Settled:
         close_old_connections()
         return usage_sink.current_balances(user_ids, token_ids)
+
+    def record_key_transitions(self, transitions: list) -> None:  # type: ignore[type-arg]
+        close_old_connections()
+        channel_services.record_key_transitions(transitions)
+
+    def record_key_stats(self, stats: dict[int, tuple[float, float | None, int | None]]) -> None:
+        close_old_connections()
+        channel_services.record_key_stats(stats)
 
     def close(self) -> None:
         connections.close_all()

@@ -10,6 +10,7 @@ No Django request machinery and no synchronous database call on this path.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -19,15 +20,16 @@ import aiohttp
 import orjson
 
 from relay import keys as relay_keys
-from relay import tokenizer
+from relay import keystate, tokenizer
 from relay.db import DbWorker
 from relay.errors import RelayError, bad_request, forbidden, mask_secrets, model_not_found, unauthorized
 from relay.http import ClientGone, Receive, Scope, Send, client_ip, header, read_body, send_response
+from relay.keypool import STATS_FLUSH_SECONDS, KeyPool
 from relay.ledger import Hold, Ledger, MemoryLedger, RedisLedger
 from relay.metering import Usage, cost_micro, hold_micro, usage_from_openai
 from relay.ports import Backend, Settled, UsageEvent
 from relay.providers import openai as openai_adapter
-from relay.routing import KeyPicker, candidate_channels
+from relay.routing import candidate_channels
 from relay.snapshot import ChannelSnap, KeySnap, Snapshot, TokenSnap, UserSnap
 
 log = logging.getLogger("oneproxy.relay")
@@ -50,6 +52,13 @@ class RelayConfig:
     poll_interval: float = 1.0
 
 
+async def listen_ready(tasks: list[asyncio.Task], listener) -> None:  # type: ignore[no-untyped-def]
+    """Start a listener that signals once it is subscribed, and wait for that."""
+    ready = asyncio.Event()
+    tasks.append(asyncio.create_task(listener(ready)))
+    await asyncio.wait_for(ready.wait(), 10)
+
+
 def is_relay_path(path: str) -> bool:
     return path.startswith("/v1/") or path in UNPREFIXED or path.startswith("/models/")
 
@@ -57,27 +66,12 @@ def is_relay_path(path: str) -> bool:
 class UpstreamFailure(Exception):
     """One attempt failed before anything reached the client."""
 
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        key_fault: bool = False,
-        retry_after: float | None = None,
-        retryable: bool = True,
-        body: bytes = b"",
-        timeout: bool = False,
-        reached: bool = True,
-    ) -> None:
-        super().__init__(message)
+    def __init__(self, status: int, verdict: keystate.Verdict, *, reached: bool = True, timeout: bool = False) -> None:
+        super().__init__(verdict.message)
         self.status = status
-        self.message = message
-        self.key_fault = key_fault
-        self.retry_after = retry_after
-        self.retryable = retryable
-        self.body = body
-        self.timeout = timeout
+        self.verdict = verdict
         self.reached = reached
+        self.timeout = timeout
 
 
 @dataclass(slots=True)
@@ -106,11 +100,12 @@ class Relay:
         self.config = config
         self.backend = backend
         self.snapshot: Snapshot | None = None
-        self.picker = KeyPicker()
+        self.pool = KeyPool()
         self.session: aiohttp.ClientSession | None = None
         self.db: DbWorker | None = None
         self.ledger: Ledger | None = None
         self._background: list[asyncio.Task] = []
+        self._oneshots: set[asyncio.Task] = set()
         self._redis = None
 
     # --- lifecycle --------------------------------------------------------
@@ -126,6 +121,9 @@ class Relay:
             from relay.usage_stream import consume_usage
 
             self._background.append(asyncio.create_task(consume_usage(self._redis, self.db)))
+            from relay.keybus import listen
+
+            await listen_ready(self._background, functools.partial(listen, self._redis, self.pool))
         else:
             self.ledger = MemoryLedger(self.db)
         self._install(await self.db.run(self.backend.load_snapshot))
@@ -137,8 +135,10 @@ class Relay:
             trust_env=True,
         )
         self._background.append(asyncio.create_task(self._poll_config()))
+        self._background.append(asyncio.create_task(self._flush_key_stats()))
 
     async def shutdown(self) -> None:
+        await asyncio.gather(*self._oneshots, return_exceptions=True)
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -156,8 +156,21 @@ class Relay:
 
     def _install(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
+        self.pool.on_snapshot(snapshot)
         assert self.ledger is not None
         self.ledger.on_snapshot(snapshot)
+
+    async def _flush_key_stats(self) -> None:
+        """Write keys' last-used / last-success / latency in batches, not per request."""
+        assert self.db is not None
+        while True:
+            await asyncio.sleep(STATS_FLUSH_SECONDS)
+            stats = self.pool.take_stats()
+            if stats:
+                try:
+                    await self.db.run(self.backend.record_key_stats, stats)
+                except Exception:
+                    log.exception("writing key usage stats failed")
 
     def _on_settled(self, events: list[UsageEvent], settled: Settled) -> None:
         if isinstance(self.ledger, MemoryLedger):
@@ -324,13 +337,12 @@ class Relay:
         return self.config.default_max_tokens
 
     async def forward(self, call: Call, tiers: tuple[tuple[ChannelSnap, ...], ...]) -> aiohttp.ClientResponse:
-        """Try keys and channels until one answers 2xx, up to retry_count retries."""
+        """Try keys, then channels (lower tiers only after higher ones are used
+        up), until one answers 2xx: at most retry_count retries."""
         last: UpstreamFailure | None = None
         max_attempts = self.config.retry_count + 1
-        saw_keys = False
         for channel in candidate_channels(tiers):
-            for key in self.picker.keys_in_order(channel):
-                saw_keys = True
+            for key in self.pool.keys_in_order(channel):
                 if call.attempts >= max_attempts:
                     break
                 call.attempts += 1
@@ -340,26 +352,21 @@ class Relay:
                 except UpstreamFailure as failure:
                     call.reached = call.reached or failure.reached
                     last = failure
-                    if failure.key_fault:
-                        self.picker.bench(key.id, 3600)
-                    elif failure.status == 429:
-                        self.picker.bench(key.id, failure.retry_after or 1.0)
-                    if not failure.retryable:
+                    self.pool.used(key, ok=False, latency_ms=None)
+                    self._transition(self.pool.judge(key, failure.verdict))
+                    if failure.verdict.fault == "request":
                         raise self._client_error(failure) from None
-            if call.attempts >= max_attempts:
-                break
         if last is not None:
             raise self._client_error(last)
-        if saw_keys:
-            raise RelayError(503, "No upstream could take the request.", type="server_error", code="no_available_key")
-        retry_after = self._soonest_cooldown(tiers)
-        if retry_after is not None:
+        channels = [c for tier in tiers for c in tier]
+        wait = self.pool.soonest_cooldown(channels, time.time())
+        if wait is not None:
             raise RelayError(
                 429,
                 "Every key for this model is cooling down; retry later.",
                 type="rate_limit_error",
                 code="keys_cooling",
-                retry_after=retry_after,
+                retry_after=max(1, int(wait + 0.999)),
             )
         raise RelayError(
             503,
@@ -368,37 +375,44 @@ class Relay:
             code="no_available_key",
         )
 
-    def _soonest_cooldown(self, tiers: tuple[tuple[ChannelSnap, ...], ...]) -> int | None:
-        now = time.time()
-        waits = [
-            until - now
-            for tier in tiers
-            for channel in tier
-            for key in channel.keys
-            if key.state in ("active", "cooling")
-            for until in (max(key.cooldown_until or 0, self.picker.benched.get(key.id, 0)),)
-            if until > now
-        ]
-        return max(1, int(min(waits) + 0.999)) if waits else None
+    def _transition(self, transition: keystate.Transition | None) -> None:
+        """Persist a key's new state and tell the other relay processes."""
+        if transition is None:
+            return
+        log.warning(
+            "key %s -> %s (%s): %s", transition.key_id, transition.state, transition.reason, transition.message[:200]
+        )
+        assert self.db is not None
+        self.db.submit_key_transition(transition)
+        if self._redis is not None:
+            from relay.keybus import publish
+
+            self._background_once(publish(self._redis, transition))
+
+    def _background_once(self, coro) -> None:  # type: ignore[no-untyped-def]
+        task = asyncio.create_task(coro)
+        self._oneshots.add(task)
+        task.add_done_callback(self._oneshots.discard)
 
     def _client_error(self, failure: UpstreamFailure) -> RelayError:
-        if not failure.retryable:
-            return RelayError(failure.status, f"Upstream error: {failure.message}", code="upstream_error")
-        if failure.status == 429:
+        verdict = failure.verdict
+        if verdict.fault == "request":
+            return RelayError(failure.status, f"Upstream error: {verdict.message}", code="upstream_error")
+        if verdict.fault == "cool":
             return RelayError(
                 429,
-                f"Upstream rate limit: {failure.message}",
+                f"Upstream rate limit: {verdict.message}",
                 type="rate_limit_error",
                 code="rate_limit_exceeded",
-                retry_after=int(failure.retry_after or 1),
+                retry_after=max(1, int((verdict.retry_after or 1) + 0.999)),
             )
         if failure.timeout:
             return RelayError(
-                504, f"Upstream timed out: {failure.message}", type="server_error", code="upstream_timeout"
+                504, f"Upstream timed out: {verdict.message}", type="server_error", code="upstream_timeout"
             )
         return RelayError(
             502,
-            f"Upstream error (status {failure.status}): {failure.message}",
+            f"Upstream error (status {failure.status}): {verdict.message}",
             type="server_error",
             code="upstream_error",
         )
@@ -421,9 +435,11 @@ class Relay:
                     proxy=channel.proxy_url,
                 )
         except TimeoutError:
-            raise UpstreamFailure(504, "no response in time", timeout=True, reached=False) from None
+            verdict = keystate.Verdict("transient", "timeout", "no response in time")
+            raise UpstreamFailure(504, verdict, reached=False, timeout=True) from None
         except aiohttp.ClientError as exc:
-            raise UpstreamFailure(502, f"cannot reach upstream: {type(exc).__name__}", reached=False) from None
+            verdict = keystate.Verdict("transient", "connect_error", f"cannot reach upstream: {type(exc).__name__}")
+            raise UpstreamFailure(502, verdict, reached=False) from None
         if response.status < 400:
             return response
         try:
@@ -432,7 +448,9 @@ class Relay:
             data = b""
         finally:
             response.release()
-        raise classify(response.status, data, response.headers, key.secret)
+        assert self.snapshot is not None
+        verdict = keystate.judge(response.status, data, response.headers, key.secret, self.snapshot.disable_phrases)
+        raise UpstreamFailure(response.status, verdict, timeout=response.status in (408, 504))
 
     # --- answering ----------------------------------------------------------
 
@@ -547,6 +565,9 @@ class Relay:
         assert self.ledger is not None and call.hold is not None and call.channel is not None
         price = self._price(call.model, call.channel)
         cost = cost_micro(usage, price, call.user.group_multiplier, call.user.team_multiplier)
+        if call.key is not None:
+            latency = int((time.monotonic() - call.started) * 1000)
+            self.pool.used(call.key, ok=True, latency_ms=latency, tokens=usage.prompt_tokens + usage.completion_tokens)
         await self.ledger.settle(call.hold, self._event(call, usage, cost, status, error))
         call.hold = None
 
@@ -652,47 +673,6 @@ async def _wait_disconnect(receive: Receive) -> None:
         message = await receive()
         if message["type"] == "http.disconnect":
             return
-
-
-def classify(status: int, body: bytes, headers, secret: str) -> UpstreamFailure:  # type: ignore[no-untyped-def]
-    """Sort an upstream error answer: retry on another key, or relay it."""
-    message = body.decode("utf-8", "replace")[:1000]
-    code = ""
-    try:
-        err = orjson.loads(body).get("error")
-        if isinstance(err, dict):
-            message = str(err.get("message") or message)
-            code = str(err.get("code") or err.get("type") or "")
-        elif isinstance(err, str):
-            message = err
-    except (orjson.JSONDecodeError, AttributeError):
-        pass
-    message = mask_secrets(message.replace(secret, "***")) if secret else mask_secrets(message)
-    lowered = (message + " " + code).lower()
-    quota_words = ("insufficient_quota", "billing", "quota", "account is deactivated", "balance")
-    if status in (401, 403) or (status in (402, 429) and any(w in lowered for w in quota_words)):
-        return UpstreamFailure(status, message, key_fault=True, body=body)
-    if status == 429:
-        return UpstreamFailure(status, message, retry_after=_retry_after(headers), body=body)
-    if status >= 500 or status == 408:
-        return UpstreamFailure(status, message, body=body, timeout=status in (408, 504))
-    return UpstreamFailure(status, message, retryable=False, body=body)
-
-
-def _retry_after(headers) -> float | None:  # type: ignore[no-untyped-def]
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return float(ms) / 1000
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value:
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
 
 
 def multipart_field(body: bytes, content_type: str, name: str) -> str | None:

@@ -30,6 +30,7 @@ class DbWorker:
         self._wake = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._closing = False
+        self._writes: set[asyncio.Task[None]] = set()
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -43,6 +44,18 @@ class DbWorker:
         self._pending.append((event, future))
         self._wake.set()
         return future
+
+    def submit_key_transition(self, transition) -> None:  # type: ignore[no-untyped-def]
+        """Persist a key's new state in the background (rare; not batched)."""
+        task = asyncio.create_task(self._write_transition(transition))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _write_transition(self, transition) -> None:  # type: ignore[no-untyped-def]
+        try:
+            await self.run(self.backend.record_key_transitions, [transition])
+        except Exception:
+            log.exception("recording key %s -> %s failed", transition.key_id, transition.state)
 
     async def _flush_forever(self) -> None:
         delay = 0.1
@@ -74,6 +87,7 @@ class DbWorker:
         """Flush what is queued (a clean shutdown loses nothing), then stop."""
         self._closing = True
         self._wake.set()
+        await asyncio.gather(*self._writes, return_exceptions=True)
         if self._flusher is not None:
             await self._flusher
         await self.run(self.backend.close)

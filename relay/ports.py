@@ -54,5 +54,11 @@ class Backend(Protocol):
 
     def balances(self, user_ids: list[int], token_ids: list[int]) -> Settled: ...
 
+    def record_key_transitions(self, transitions: list) -> None:
+        """Persist keys' new states (relay/keystate.Transition) with their events."""
+
+    def record_key_stats(self, stats: dict[int, tuple[float, float | None, int | None]]) -> None:
+        """key id → (last used, last success, latency ms), epoch seconds."""
+
     def close(self) -> None:
         """Release this thread's database connections (called at shutdown)."""

@@ -50,6 +50,7 @@ class KeySnap:
     secret: str
     state: str
     cooldown_until: float | None = None
+    state_changed_at: float = 0.0
     rpm_limit: int | None = None
     tpm_limit: int | None = None
 
@@ -103,6 +104,8 @@ class Snapshot:
     # (model, channel_type) and (model, "") → price; "*" is the default price.
     prices: dict[tuple[str, str], PriceSnap]
     refuse_unpriced: bool = False
+    # Operators' extra "disable the key on this message" phrases, lower-cased.
+    disable_phrases: tuple[str, ...] = ()
     # (group, model) → tiers of channels, highest priority first.
     routes: dict[tuple[str, str], tuple[tuple[ChannelSnap, ...], ...]] = field(default_factory=dict)
 
@@ -116,6 +119,7 @@ class Snapshot:
         channels: list[ChannelSnap],
         prices: dict[tuple[str, str], PriceSnap],
         refuse_unpriced: bool = False,
+        disable_phrases: tuple[str, ...] = (),
     ) -> Snapshot:
         routes: dict[tuple[str, str], dict[int, list[ChannelSnap]]] = {}
         for channel in channels:
@@ -133,6 +137,7 @@ class Snapshot:
             channels={c.id: c for c in channels},
             prices=prices,
             refuse_unpriced=refuse_unpriced,
+            disable_phrases=disable_phrases,
             routes=tiers,
         )
 

@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import os
 
+# Each xdist worker gets its own Redis key space. Set at import: conftest is
+# imported before Django is set up (and so before relay.ledger reads it);
+# xdist sets PYTEST_XDIST_WORKER before that.
+os.environ["ONEPROXY_REDIS_PREFIX"] = f"op-test-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}:"
+
 import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
 from tests.emulators.fixtures import *  # noqa: F403 - the upstream emulators
 from tests.gateway import *  # noqa: F403 - the gateway under test
-
-
-def pytest_configure(config):  # type: ignore[no-untyped-def]
-    # Each xdist worker gets its own Redis key space (read when relay.ledger is imported).
-    worker = getattr(config, "workerinput", {}).get("workerid", "main")
-    os.environ["ONEPROXY_REDIS_PREFIX"] = f"op-test-{worker}:"
 
 
 def _service_mode() -> bool:

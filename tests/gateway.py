@@ -14,7 +14,7 @@ import pytest
 import uvicorn
 from django.conf import settings
 
-__all__ = ["Gateway", "gateway", "relay_setup", "wait_for"]
+__all__ = ["Gateway", "gateway", "relay_process", "relay_setup", "wait_for"]
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.05) -> object:
@@ -113,3 +113,66 @@ def relay_setup(transactional_db, openai_emulator):  # type: ignore[no-untyped-d
         keys=["sk-upstream-good"],
     )
     return {"user": user, "token": token, "key": key, "channel": channel, "emulator": openai_emulator}
+
+
+@dataclass
+class RelayProcess:
+    """A second relay as its own OS process, on the same test database and Redis."""
+
+    url: str
+    proc: object
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/v1"
+
+
+@pytest.fixture
+def relay_process(transactional_db):  # type: ignore[no-untyped-def]
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import requests
+
+    db = settings.DATABASES["default"]
+    url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "REDIS_URL": settings.REDIS_URL or "",
+        "ONEPROXY_DATA_DIR": str(settings.DATA_DIR),
+        "DJANGO_SETTINGS_MODULE": "oneproxy.settings",
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "oneproxy.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+    )
+
+    def up() -> bool:
+        try:
+            return requests.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 401
+        except requests.ConnectionError:
+            return False
+
+    try:
+        wait_for(up, timeout=30, interval=0.2)
+        yield RelayProcess(url=f"http://127.0.0.1:{port}", proc=proc)
+    finally:
+        proc.terminate()
+        proc.wait(20)

@@ -1,0 +1,54 @@
+"""Service mode: key-state changes shared between relay processes at once.
+
+A transition is published on a Redis channel (every process applies it to
+its overlay before its next request) and kept in a hash, so a process that
+starts later learns what happened before it subscribed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+
+import orjson
+
+from relay.keypool import KeyPool
+from relay.keystate import Transition
+from relay.ledger import PREFIX
+
+log = logging.getLogger("oneproxy.relay.keybus")
+CHANNEL = PREFIX + "keys"
+STATES = PREFIX + "keystates"
+
+
+async def publish(redis, transition: Transition) -> None:  # type: ignore[no-untyped-def]
+    payload = orjson.dumps(dataclasses.asdict(transition))
+    pipe = redis.pipeline(transaction=False)
+    pipe.hset(STATES, str(transition.key_id), payload)
+    pipe.publish(CHANNEL, payload)
+    try:
+        await pipe.execute()
+    except Exception:
+        log.exception("publishing key %s -> %s failed", transition.key_id, transition.state)
+
+
+async def listen(redis, pool: KeyPool, ready: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
+    while True:
+        pubsub = redis.pubsub()
+        try:
+            await pubsub.subscribe(CHANNEL)
+            # Subscribed first, then the backlog: nothing falls between the two.
+            for raw in (await redis.hgetall(STATES)).values():
+                pool.apply(Transition(**orjson.loads(raw)))
+            ready.set()
+            async for message in pubsub.listen():
+                if message.get("type") == "message":
+                    pool.apply(Transition(**orjson.loads(message["data"])))
+        except asyncio.CancelledError:
+            await pubsub.aclose()
+            raise
+        except Exception:
+            log.exception("key-state subscription broke; resubscribing")
+            await pubsub.aclose()
+            await asyncio.sleep(1)
