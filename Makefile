@@ -39,7 +39,7 @@ test: test-embedded
 	fi
 
 test-embedded: $(VENV)/.dev
-	DATABASE_URL= REDIS_URL= ONEPROXY_DATA_DIR=$(CURDIR)/data/test-embedded \
+	DATABASE_URL= REDIS_URL= ONEPROXY_FAIL_ON_SKIP= ONEPROXY_DATA_DIR=$(CURDIR)/data/test-embedded \
 		$(BIN)/pytest -n $(PYTEST_WORKERS) -p no:cacheprovider
 
 test-service: $(VENV)/.dev

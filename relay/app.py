@@ -37,6 +37,10 @@ log = logging.getLogger("oneproxy.relay")
 POST_ENDPOINTS = openai_adapter.JSON_ENDPOINTS | {"audio/transcriptions", "audio/translations"}
 # Relay paths served without the /v1 prefix too.
 UNPREFIXED = frozenset("/" + e for e in POST_ENDPOINTS) | {"/models"}
+BILLING_ENDPOINTS = frozenset({"dashboard/billing/subscription", "dashboard/billing/usage"})
+# Prompts up to this many characters are counted with the tokenizer for the
+# hold; longer ones are estimated at 3 characters a token (cheap, generous).
+TOKENIZE_UP_TO = 16_000
 SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
 # How much of a stream is kept to count tokens when the upstream reports none.
 DELIVERED_KEEP = 1 << 20
@@ -60,7 +64,7 @@ async def listen_ready(tasks: list[asyncio.Task], listener) -> None:  # type: ig
 
 
 def is_relay_path(path: str) -> bool:
-    return path.startswith("/v1/") or path in UNPREFIXED or path.startswith("/models/")
+    return path.startswith("/v1/") or path in UNPREFIXED or path.startswith(("/models/", "/dashboard/billing/"))
 
 
 class UpstreamFailure(Exception):
@@ -199,6 +203,8 @@ class Relay:
                 await self.proxy(scope, receive, send, request_id, endpoint)
             elif scope["method"] == "GET" and (endpoint == "models" or endpoint.startswith("models/")):
                 await self.models(scope, send, request_id, endpoint[7:])
+            elif scope["method"] == "GET" and endpoint in BILLING_ENDPOINTS:
+                await self.billing(scope, send, request_id, endpoint)
             else:
                 raise RelayError(404, f"Unknown request URL: {scope['method']} {path}.", code="unknown_url")
         except RelayError as exc:
@@ -259,6 +265,29 @@ class Relay:
             body = orjson.dumps({"object": "list", "data": data})
         await send_response(send, 200, body, request_id)
 
+    # --- GET /dashboard/billing/*: OpenAI's legacy billing shape ---------------
+
+    async def billing(self, scope: Scope, send: Send, request_id: str, endpoint: str) -> None:
+        """What dashboards such as ChatGPT-Next-Web read: a token with a cap
+        shows its cap and what it used; an uncapped one shows the owner's
+        balance (hard limit = balance + used, so limit − usage = balance)."""
+        token, user, _ = self.authenticate(scope)
+        assert self.ledger is not None
+        balance, used = await self.ledger.view(user, token)
+        limit = token.quota if token.quota is not None else max(balance, 0) + used
+        if endpoint.endswith("subscription"):
+            body = {
+                "object": "billing_subscription",
+                "has_payment_method": True,
+                "soft_limit_usd": limit / 1_000_000,
+                "hard_limit_usd": limit / 1_000_000,
+                "system_hard_limit_usd": limit / 1_000_000,
+                "access_until": int(token.expires_at or 0),
+            }
+        else:
+            body = {"object": "list", "total_usage": used / 10_000}  # in cents
+        await send_response(send, 200, orjson.dumps(body), request_id)
+
     # --- POST: the proxy ----------------------------------------------------
 
     async def proxy(self, scope: Scope, receive: Receive, send: Send, request_id: str, endpoint: str) -> None:
@@ -290,7 +319,7 @@ class Relay:
             user,
             token,
             hold_micro(
-                len(raw) // 3 if payload is not None else 0,
+                prompt_estimate(payload, model, raw),
                 self._max_tokens(call),
                 price,
                 user.group_multiplier,
@@ -673,6 +702,28 @@ async def _wait_disconnect(receive: Receive) -> None:
         message = await receive()
         if message["type"] == "http.disconnect":
             return
+
+
+def prompt_estimate(payload: dict | None, model: str, raw: bytes) -> int:
+    """Prompt tokens to hold for: counted with the tokenizer when the prompt is
+    small, else characters / 3 (never under the real count for common text)."""
+    if payload is None:
+        return 0
+    messages = payload.get("messages")
+    text = payload.get("prompt", payload.get("input"))
+    if isinstance(messages, list):
+        size = sum(
+            len(m.get("content") or "")
+            if isinstance(m, dict) and isinstance(m.get("content"), str)
+            else len(orjson.dumps(m))
+            for m in messages
+        )
+        if size <= TOKENIZE_UP_TO:
+            return tokenizer.count_chat_prompt(messages, model) + 1
+        return size // 3 + 4 * len(messages)
+    if isinstance(text, str) and len(text) <= TOKENIZE_UP_TO:
+        return tokenizer.count_tokens(text, model) + 1
+    return len(raw) // 3
 
 
 def multipart_field(body: bytes, content_type: str, name: str) -> str | None:

@@ -96,6 +96,9 @@ class MemoryLedger:
         self._held[user.id] = self._held.get(user.id, 0) + amount
         return Hold(user.id, token.id, amount, capped)
 
+    async def view(self, user: UserSnap, token: TokenSnap) -> tuple[int, int]:
+        return self.available(user.id), self._used.get(token.id, 0) + self._token_unwritten.get(token.id, 0)
+
     async def release(self, hold: Hold) -> None:
         self._held[hold.user_id] -= hold.amount
         if hold.capped:
@@ -211,6 +214,13 @@ class RedisLedger:
                 )
             await self._seed(user.id, token.id if outcome == -2 else None)
         raise RuntimeError("could not seed the balance mirror")
+
+    async def view(self, user: UserSnap, token: TokenSnap) -> tuple[int, int]:
+        balance, used = await self.redis.mget(balance_key(user.id), used_key(token.id))
+        if balance is None:
+            await self._seed(user.id, token.id)
+            balance, used = await self.redis.mget(balance_key(user.id), used_key(token.id))
+        return int(balance or 0), int(used) if used is not None else token.used
 
     async def _run_settle(self, hold: Hold, cost: int, payload: bytes) -> None:
         await self._settle(

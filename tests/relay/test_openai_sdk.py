@@ -165,3 +165,35 @@ def test_images_audio_and_moderations_pass_through(relay_setup, gateway):
         "audio/transcriptions",
         "moderations",
     }
+
+
+def test_dashboard_billing_endpoints_show_balance_in_openai_legacy_shape(relay_setup, gateway):
+    # given: a capped token and an uncapped one
+    import requests
+
+    from billing import services
+    from billing.models import User
+
+    capped, capped_key = services.create_token(user=relay_setup["user"], name="capped", quota=2_000_000)
+    gateway.reload()
+    sdk = client(gateway, capped_key)
+    sdk.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+    settled(1)
+
+    # when
+    def get(key, path):  # type: ignore[no-untyped-def]
+        r = requests.get(f"{gateway.url}{path}", headers={"Authorization": f"Bearer {key}"}, timeout=5)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    sub = get(capped_key, "/dashboard/billing/subscription")
+    usage = get(capped_key, "/v1/dashboard/billing/usage")
+    # then: the cap, and what was used in cents
+    from billing.models import Token
+
+    used = Token.objects.get(pk=capped.pk).used
+    assert sub["hard_limit_usd"] == 2.0 and usage["total_usage"] == used / 10_000
+    balance = User.objects.get(pk=relay_setup["user"].pk).balance
+    uncapped = get(relay_setup["key"], "/v1/dashboard/billing/subscription")
+    uncapped_usage = get(relay_setup["key"], "/v1/dashboard/billing/usage")
+    assert round(uncapped["hard_limit_usd"] - uncapped_usage["total_usage"] / 100, 6) == balance / 1_000_000
