@@ -120,7 +120,10 @@ class Relay:
         if self.config.redis_url:
             import redis.asyncio as aioredis
 
-            self._redis = aioredis.Redis.from_url(self.config.redis_url)
+            # A bounded pool that queues (rather than fails) when every
+            # connection is busy: Redis calls are sub-millisecond.
+            pool = aioredis.BlockingConnectionPool.from_url(self.config.redis_url, max_connections=64, timeout=10)
+            self._redis = aioredis.Redis(connection_pool=pool)
             self.ledger = RedisLedger(self._redis, self.db)
             from relay.usage_stream import consume_usage
 
@@ -212,6 +215,14 @@ class Relay:
             await send_response(send, exc.status, exc.body(request_id), request_id, extra=extra)
         except ClientGone:
             return
+        except Exception:
+            # A bug of ours: log it, answer in the documented shape, never a traceback.
+            log.exception("unhandled error in %s %s (%s)", scope["method"], path, request_id)
+            error = RelayError(500, "Internal error in the gateway.", type="server_error", code="internal_error")
+            try:
+                await send_response(send, 500, error.body(request_id), request_id)
+            except Exception:  # noqa: BLE001 - the response may have started already
+                pass
 
     # --- auth and access ----------------------------------------------------
 

@@ -14,7 +14,7 @@ import pytest
 import uvicorn
 from django.conf import settings
 
-__all__ = ["Gateway", "gateway", "relay_process", "relay_setup", "wait_for"]
+__all__ = ["Gateway", "gateway", "relay_process", "relay_setup", "spawn_relay", "wait_for"]
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.05) -> object:
@@ -128,7 +128,9 @@ class RelayProcess:
 
 
 @pytest.fixture
-def relay_process(transactional_db):  # type: ignore[no-untyped-def]
+def spawn_relay(transactional_db):  # type: ignore[no-untyped-def]
+    """spawn_relay() → a further relay as its own OS process (uvicorn), on the
+    same test database, Redis and data dir (so the same encryption key)."""
     import os
     import socket
     import subprocess
@@ -137,42 +139,57 @@ def relay_process(transactional_db):  # type: ignore[no-untyped-def]
     import requests
 
     db = settings.DATABASES["default"]
-    url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "REDIS_URL": settings.REDIS_URL or "",
-        "ONEPROXY_DATA_DIR": str(settings.DATA_DIR),
-        "DJANGO_SETTINGS_MODULE": "oneproxy.settings",
-    }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "oneproxy.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-    )
+    if "postgresql" in db["ENGINE"]:
+        url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    else:
+        url = f"sqlite:///{db['NAME']}"
+    started: list[subprocess.Popen] = []
 
-    def up() -> bool:
-        try:
-            return requests.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 401
-        except requests.ConnectionError:
-            return False
+    def spawn() -> RelayProcess:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "REDIS_URL": settings.REDIS_URL or "",
+            "ONEPROXY_DATA_DIR": str(settings.DATA_DIR),
+            "DJANGO_SETTINGS_MODULE": "oneproxy.settings",
+        }
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "oneproxy.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+        )
+        started.append(proc)
 
-    try:
+        def up() -> bool:
+            try:
+                return requests.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 401
+            except requests.ConnectionError:
+                return False
+
         wait_for(up, timeout=30, interval=0.2)
-        yield RelayProcess(url=f"http://127.0.0.1:{port}", proc=proc)
-    finally:
-        proc.terminate()
+        return RelayProcess(url=f"http://127.0.0.1:{port}", proc=proc)
+
+    yield spawn
+    for proc in started:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in started:
         proc.wait(20)
+
+
+@pytest.fixture
+def relay_process(spawn_relay):  # type: ignore[no-untyped-def]
+    return spawn_relay()
