@@ -1,4 +1,4 @@
-"""Management API for users, tokens and usage.
+"""Management API for users, tokens, usage and redemption codes.
 
 Operators see everything, team admins their team, members only themselves.
 Detail routes answer 404 for objects outside that view, so ids of other
@@ -15,17 +15,24 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from rest_framework import exceptions, generics, mixins, permissions, status, viewsets
+from rest_framework import exceptions, generics, mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from billing import services
-from billing.models import Token, UsageLog, User
+from billing.models import RedemptionCode, Token, UsageLog, User
+from billing.money import to_usd
 from billing.serializers import (
+    AdjustSerializer,
+    MeSerializer,
+    RedeemSerializer,
+    RedemptionBatchSerializer,
+    RedemptionCodeSerializer,
     TokenSerializer,
     TopupSerializer,
     UsageLogSerializer,
+    UsageSummaryQuerySerializer,
     UserCreateSerializer,
     UserSerializer,
 )
@@ -159,6 +166,17 @@ class UserViewSet(
         )
         return Response(UserSerializer(user).data)
 
+    @action(detail=True, methods=["post"])
+    def adjust(self, request: Request, pk: str | None = None) -> Response:
+        user = self.get_object()
+        _require(request.user.is_operator, "Only operators may adjust balances.")
+        serializer = AdjustSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.adjust(
+            user, serializer.validated_data["amount_usd"], actor=request.user, note=serializer.validated_data["note"]
+        )
+        return Response(UserSerializer(user).data)
+
     @action(detail=True, methods=["post"], url_path="access_token")
     def access_token(self, request: Request, pk: str | None = None) -> Response:
         user = self.get_object()
@@ -167,10 +185,13 @@ class UserViewSet(
 
 
 class MeView(generics.RetrieveAPIView):
-    serializer_class = UserSerializer
+    serializer_class = MeSerializer
 
     def get_object(self) -> User:
         return self.request.user
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        return {**super().get_serializer_context(), "now": timezone.now()}
 
 
 class TokenViewSet(
@@ -216,17 +237,140 @@ class TokenViewSet(
         services.delete_token(instance)
 
 
+def _usage_rows(request: Request) -> QuerySet[UsageLog]:
+    """The caller's view of usage with the common filters applied."""
+    rows = UsageLog.objects.visible_to(request.user)
+    filters: dict[str, Any] = {
+        "user_id": _int_param(request, "user"),
+        "token_id": _int_param(request, "token"),
+        "model": request.query_params.get("model") or None,
+        # Half-open [since, until): consecutive windows never count a row twice.
+        "created_at__gte": _datetime_param(request, "since"),
+        "created_at__lt": _datetime_param(request, "until"),
+    }
+    return rows.filter(**{k: v for k, v in filters.items() if v is not None})
+
+
 class UsageListView(generics.ListAPIView):
     serializer_class = UsageLogSerializer
 
     def get_queryset(self) -> QuerySet[UsageLog]:
-        rows = UsageLog.objects.visible_to(self.request.user)
-        filters: dict[str, Any] = {
-            "user_id": _int_param(self.request, "user"),
-            "token_id": _int_param(self.request, "token"),
-            "model": self.request.query_params.get("model") or None,
-            # Half-open [since, until): consecutive windows never count a row twice.
-            "created_at__gte": _datetime_param(self.request, "since"),
-            "created_at__lt": _datetime_param(self.request, "until"),
+        return _usage_rows(self.request)
+
+
+def _summary_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "key": row["key"],
+        "name": row["name"],
+        "requests": row["requests"],
+        "prompt_tokens": row["prompt_tokens"],
+        "completion_tokens": row["completion_tokens"],
+        "cached_tokens": row["cached_tokens"],
+        "cost_usd": to_usd(row["cost"]),
+    }
+
+
+class UsageSummaryView(generics.GenericAPIView):
+    """Totals per user, team, token, model or channel over [since, until), with
+    the same filters and role scoping as /api/usage/. Not paginated: one row
+    per group."""
+
+    def get(self, request: Request) -> Response:
+        query = UsageSummaryQuerySerializer(data={"group_by": request.query_params.get("group_by", "")})
+        query.is_valid(raise_exception=True)
+        group_by = query.validated_data["group_by"]
+        rows = _usage_rows(request)
+        results = [_summary_row(row) for row in rows.summary(group_by)]
+        total = _summary_row({"key": None, "name": None, **rows.totals()})
+        del total["key"], total["name"]
+        window = [_datetime_param(request, name) for name in ("since", "until")]
+        since, until = (None if t is None else serializers.DateTimeField().to_representation(t) for t in window)
+        return Response(
+            {
+                "group_by": group_by,
+                "since": since,
+                "until": until,
+                "count": len(results),
+                "results": results,
+                "total": total,
+            }
+        )
+
+
+# -- redemption codes -----------------------------------------------------------------
+
+
+class RedemptionCodeViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Operators create batches of codes and list them; ?name=&status=unused|redeemed|expired."""
+
+    serializer_class = RedemptionCodeSerializer
+    permission_classes = [permissions.IsAuthenticated, IsOperator]
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        return {**super().get_serializer_context(), "now": self.now}
+
+    @property
+    def now(self) -> datetime:
+        if not hasattr(self, "_now"):
+            self._now = timezone.now()
+        return self._now
+
+    def get_queryset(self) -> QuerySet[RedemptionCode]:
+        codes = RedemptionCode.objects.all()
+        name = self.request.query_params.get("name")
+        if name:
+            codes = codes.filter(name=name)
+        state = self.request.query_params.get("status")
+        if state == "unused":
+            codes = codes.unused(self.now)
+        elif state == "redeemed":
+            codes = codes.redeemed()
+        elif state == "expired":
+            codes = codes.expired(self.now)
+        elif state:
+            raise exceptions.ValidationError({"status": ["Expected unused, redeemed or expired."]})
+        return codes
+
+    def create(self, request: Request) -> Response:
+        serializer = RedemptionBatchSerializer(data=request.data, context={"now": self.now})
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        codes = services.create_redemption_codes(
+            name=data["name"],
+            count=data["count"],
+            amount=data["amount_usd"],
+            expires_at=data["expires_at"],
+            created_by=request.user,
+        )
+        body = {
+            "name": data["name"],
+            "count": len(codes),
+            "amount_usd": to_usd(data["amount_usd"]),
+            "expires_at": serializers.DateTimeField().to_representation(data["expires_at"])
+            if data["expires_at"]
+            else None,
+            # The only time the codes appear in the API; the admin exports them as CSV.
+            "codes": [{"id": c.pk, "code": c.code} for c in codes],
         }
-        return rows.filter(**{k: v for k, v in filters.items() if v is not None})
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class RedemptionFailed(exceptions.APIException):
+    status_code = status.HTTP_400_BAD_REQUEST
+
+    def __init__(self, error: services.RedemptionError) -> None:
+        super().__init__(error.message, error.code)
+        self.default_code = error.code
+
+
+class RedeemView(generics.GenericAPIView):
+    """Any user redeems a code onto their own balance."""
+
+    def post(self, request: Request) -> Response:
+        serializer = RedeemSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            entry = services.redeem(request.user, serializer.validated_data["code"])
+        except services.RedemptionError as error:
+            raise RedemptionFailed(error) from None
+        return Response({"amount_usd": to_usd(entry.amount), "balance_usd": to_usd(entry.balance_after)})

@@ -10,9 +10,30 @@ from django.core.validators import MinValueValidator
 # Aliased: `models` is also a field name (the models a channel or token allows).
 from django.db import models as dj
 
-from billing.querysets import TokenQuerySet, UsageLogQuerySet
+from billing.querysets import RedemptionCodeQuerySet, TokenQuerySet, UsageLogQuerySet
 
 DEFAULT_GROUP = "default"
+
+
+class BudgetPeriod(dj.TextChoices):
+    """Budget periods in UTC: a day from midnight, an ISO week from Monday, a
+    calendar month from the 1st (see billing.budgets)."""
+
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+
+
+class BudgetFields(dj.Model):
+    """A spending budget per period; the relay refuses requests beyond it."""
+
+    budget = dj.BigIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(0)], help_text="µUSD per period; empty: no budget."
+    )
+    budget_period = dj.CharField(max_length=8, choices=BudgetPeriod.choices, default=BudgetPeriod.MONTH)
+
+    class Meta:
+        abstract = True
 
 
 class Group(dj.Model):
@@ -34,7 +55,7 @@ def default_group_id() -> int:
     return group.pk
 
 
-class Team(dj.Model):
+class Team(BudgetFields):
     name = dj.CharField(max_length=128, unique=True)
     multiplier = dj.DecimalField(
         max_digits=12, decimal_places=6, default=Decimal(1), validators=[MinValueValidator(Decimal(0))]
@@ -48,7 +69,7 @@ class Team(dj.Model):
         return self.name
 
 
-class User(AbstractUser):
+class User(AbstractUser, BudgetFields):  # noqa: DJ008 - AbstractBaseUser.__str__ gives the username
     class Role(dj.TextChoices):
         OPERATOR = "operator"
         TEAM_ADMIN = "team_admin", "Team admin"
@@ -131,6 +152,8 @@ class ModelPrice(dj.Model):
     audio = dj.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
     per_request = dj.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
     per_image = dj.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
+    source = dj.CharField(max_length=255, blank=True, help_text="Where the price was taken from; empty: set here.")
+    as_of = dj.DateField(null=True, blank=True, help_text="When the source was read.")
     updated_at = dj.DateTimeField(auto_now=True)
 
     class Meta:
@@ -205,3 +228,58 @@ class UsageLog(dj.Model):
 
     def __str__(self) -> str:
         return f"{self.request_id} {self.model}"
+
+
+class RedemptionCode(dj.Model):
+    """A one-time code worth ``amount`` µUSD. Kept in clear: operators export
+    batches as CSV to hand out. Redeemed exactly once (services.redeem)."""
+
+    code = dj.CharField(max_length=32, unique=True, editable=False)
+    name = dj.CharField(max_length=128, db_index=True, help_text="The batch this code belongs to.")
+    amount = dj.BigIntegerField(validators=[MinValueValidator(1)], help_text="µUSD")
+    expires_at = dj.DateTimeField(null=True, blank=True)
+    created_by = dj.ForeignKey(User, on_delete=dj.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = dj.DateTimeField(auto_now_add=True)
+    redeemed_by = dj.ForeignKey(
+        User, on_delete=dj.PROTECT, null=True, blank=True, editable=False, related_name="redemptions"
+    )
+    redeemed_at = dj.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = RedemptionCodeQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class ReconcileReport(dj.Model):
+    """What one ``billing.reconcile`` run found and fixed; read-only in admin."""
+
+    created_at = dj.DateTimeField(auto_now_add=True, db_index=True)
+    service_mode = dj.BooleanField(default=False)
+    users_checked = dj.PositiveIntegerField(default=0)
+    drifted_users = dj.PositiveIntegerField(default=0, help_text="Balance column differed from the ledger sum.")
+    drift = dj.JSONField(
+        default=list, blank=True, help_text="[{user_id, username, balance, ledger_sum, drift}] in µUSD."
+    )
+    unbilled_usage = dj.PositiveIntegerField(default=0, help_text="Usage rows with a cost but no ledger entry.")
+    mismatched_charges = dj.PositiveIntegerField(
+        default=0, help_text="Charges whose amount is not minus their usage row's cost."
+    )
+    mirrors_checked = dj.PositiveIntegerField(default=0)
+    mirrors_pending = dj.PositiveIntegerField(default=0, help_text="Users with usage still in the stream.")
+    mirrors_released = dj.JSONField(
+        default=list, blank=True, help_text="[{user_id, mirror, balance}]: mirrors dropped as stale (µUSD)."
+    )
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"reconcile #{self.pk} {self.created_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def is_clean(self) -> bool:
+        return not (self.drifted_users or self.unbilled_usage or self.mismatched_charges)

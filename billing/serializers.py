@@ -1,4 +1,4 @@
-"""Management API shapes for users, tokens and usage. Amounts are USD strings with 6 decimals."""
+"""Management API shapes for users, tokens, usage and redemption codes. Amounts are USD strings with 6 decimals."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from django.contrib.auth import password_validation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
-from billing.models import Group, Team, Token, UsageLog, User
+from billing import budgets
+from billing.models import BudgetPeriod, Group, RedemptionCode, Team, Token, UsageLog, User
 from billing.money import to_micro, to_usd
+from billing.services import MAX_CODES_PER_BATCH
 
 # Far above any real top-up or cap, far below the µUSD column's 2**63 limit.
 MAX_USD = Decimal(1_000_000_000)
@@ -55,11 +57,14 @@ class UsdField(serializers.Field):
         "precision": "Use at most 6 decimal places.",
         "negative": "Must not be negative.",
         "not_positive": "Must be greater than zero.",
+        "zero": "Must not be zero.",
         "too_large": f"Must be at most {MAX_USD}.",
     }
 
-    def __init__(self, *, positive: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *, positive: bool = False, signed: bool = False, **kwargs: Any) -> None:
+        # signed: negative amounts allowed, zero refused (an adjustment).
         self.positive = positive
+        self.signed = signed
         super().__init__(**kwargs)
 
     def to_internal_value(self, data: Any) -> int:
@@ -77,7 +82,9 @@ class UsdField(serializers.Field):
         # Compared exactly: arithmetic would round at Decimal's 28-digit precision.
         if value != value.quantize(Decimal("0.000001")):
             self.fail("precision")
-        if value < 0:
+        if self.signed and value == 0:
+            self.fail("zero")
+        if value < 0 and not self.signed:
             self.fail("negative")
         if self.positive and value == 0:
             self.fail("not_positive")
@@ -129,14 +136,52 @@ class UserSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     group = serializers.SlugRelatedField(slug_field="name", queryset=Group.objects.all(), required=False)
     team = serializers.SlugRelatedField(slug_field="name", queryset=Team.objects.all(), required=False, allow_null=True)
     balance_usd = UsdField(source="balance", read_only=True)
+    budget_usd = UsdField(source="budget", allow_null=True, required=False)
+    budget_period = serializers.ChoiceField(choices=BudgetPeriod.choices, required=False)
 
     # role drives is_superuser/is_staff in User.save().
     extra_update_fields = ("is_superuser", "is_staff")
 
     class Meta:
         model = User
-        fields = ["id", "username", "email", "role", "group", "team", "is_active", "date_joined", "balance_usd"]
+        fields = [
+            "id", "username", "email", "role", "group", "team", "is_active", "date_joined", "balance_usd",
+            "budget_usd", "budget_period",
+        ]  # fmt: skip
         read_only_fields = ["id", "username", "email", "date_joined"]
+
+
+class MeSerializer(UserSerializer):
+    """The caller, with what is left of their budget and their team's this period (UTC)."""
+
+    def to_representation(self, instance: User) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        now = self.context["now"]
+        data.update(_budget_fields("budget", budgets.budget_status(instance, now)))
+        team = instance.team
+        if team is None:
+            data.update(
+                {
+                    "team_budget_usd": None,
+                    "team_budget_period": None,
+                    "team_budget_spent_usd": None,
+                    "team_budget_remaining_usd": None,
+                    "team_budget_resets_at": None,
+                }
+            )
+        else:
+            data.update(_budget_fields("team_budget", budgets.budget_status(team, now)))
+        return data
+
+
+def _budget_fields(prefix: str, status: budgets.BudgetStatus) -> dict[str, Any]:
+    return {
+        f"{prefix}_usd": to_usd(status.budget),
+        f"{prefix}_period": status.period,
+        f"{prefix}_spent_usd": to_usd(status.spent),
+        f"{prefix}_remaining_usd": to_usd(status.remaining),
+        f"{prefix}_resets_at": serializers.DateTimeField().to_representation(status.resets_at),
+    }
 
 
 class UserCreateSerializer(StrictFieldsMixin, serializers.ModelSerializer):
@@ -161,6 +206,11 @@ class UserCreateSerializer(StrictFieldsMixin, serializers.ModelSerializer):
 class TopupSerializer(StrictFieldsMixin, serializers.Serializer):
     amount_usd = UsdField(positive=True)
     note = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+
+
+class AdjustSerializer(StrictFieldsMixin, serializers.Serializer):
+    amount_usd = UsdField(signed=True)
+    note = StringField(max_length=255, help_text="Why; recorded on the ledger entry.")
 
 
 # -- tokens -------------------------------------------------------------------
@@ -208,3 +258,57 @@ class UsageLogSerializer(serializers.ModelSerializer):
             "completion_tokens", "cached_tokens", "cost_usd", "attempts", "status", "latency_ms", "stream",
         ]  # fmt: skip
         read_only_fields = fields
+
+
+class UsageSummaryQuerySerializer(serializers.Serializer):
+    group_by = serializers.ChoiceField(choices=["user", "team", "token", "model", "channel"])
+
+
+# -- redemption codes -----------------------------------------------------------------
+
+
+class RedemptionBatchSerializer(StrictFieldsMixin, serializers.Serializer):
+    name = StringField(max_length=128)
+    count = serializers.IntegerField(min_value=1, max_value=MAX_CODES_PER_BATCH)
+    amount_usd = UsdField(positive=True)
+    expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+
+    def validate_expires_at(self, value: Any) -> Any:
+        if value is not None and value <= self.context["now"]:
+            raise serializers.ValidationError("Must be in the future.")
+        return value
+
+
+class RedemptionCodeSerializer(serializers.ModelSerializer):
+    """A code as listed: the code itself is shown only when the batch is created
+    (and in the admin's CSV export), here only its first group."""
+
+    amount_usd = UsdField(source="amount", read_only=True)
+    code_hint = serializers.SerializerMethodField()
+    status = serializers.SerializerMethodField()
+
+    class Meta:
+        model = RedemptionCode
+        fields = [
+            "id", "name", "code_hint", "amount_usd", "status", "expires_at", "created_at", "created_by",
+            "redeemed_by", "redeemed_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    def get_code_hint(self, obj: RedemptionCode) -> str:
+        return f"{obj.code[:4]}-…"
+
+    def get_status(self, obj: RedemptionCode) -> str:
+        return redemption_status(obj, self.context["now"])
+
+
+def redemption_status(code: RedemptionCode, now: Any) -> str:
+    if code.redeemed_at is not None:
+        return "redeemed"
+    if code.expires_at is not None and code.expires_at <= now:
+        return "expired"
+    return "unused"
+
+
+class RedeemSerializer(StrictFieldsMixin, serializers.Serializer):
+    code = StringField(max_length=64)

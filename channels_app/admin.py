@@ -27,7 +27,7 @@ from billing.admin import (
 )
 from billing.models import Group
 from channels_app import services
-from channels_app.models import Channel, ChannelKey, DisablePhrase, KeyEvent
+from channels_app.models import Channel, ChannelKey, DisablePhrase, KeyEvent, Notification
 
 _ERROR_PREVIEW = 80
 
@@ -35,6 +35,12 @@ _ERROR_PREVIEW = 80
 def _short_error(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= _ERROR_PREVIEW else text[: _ERROR_PREVIEW - 1] + "…"
+
+
+def _balance(obj: ChannelKey) -> str:
+    if obj.balance is None:
+        return "—"
+    return f"{obj.balance.normalize():f} {obj.balance_currency}".strip()
 
 
 def _actor_reason(request: HttpRequest) -> str:
@@ -80,7 +86,28 @@ class ChannelForm(forms.ModelForm):
             "connect_timeout",
             "first_byte_timeout",
             "idle_timeout",
+            "probe_interval",
+            "recovery_probe_interval",
+            "min_balance",
         )
+
+    # Left blank (or absent from an older form), an interval keeps its default.
+    _INTERVALS = ("probe_interval", "recovery_probe_interval")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in self._INTERVALS:
+            self.fields[name].required = False
+
+    def _interval(self, name: str) -> int:
+        value = self.cleaned_data.get(name)
+        return Channel._meta.get_field(name).default if value is None else value
+
+    def clean_probe_interval(self) -> int:
+        return self._interval("probe_interval")
+
+    def clean_recovery_probe_interval(self) -> int:
+        return self._interval("recovery_probe_interval")
 
     def clean_groups(self) -> list[str]:
         names: list[str] = self.cleaned_data["groups"]
@@ -108,6 +135,8 @@ class ChannelKeyInline(admin.TabularInline):
         "last_success_at",
         "last_error_short",
         "latency_ms",
+        "last_probed_at",
+        "balance_shown",
         "rpm_limit",
         "tpm_limit",
     )
@@ -144,6 +173,10 @@ class ChannelKeyInline(admin.TabularInline):
     def last_error_short(self, obj: ChannelKey) -> str:
         return _short_error(obj.last_error)
 
+    @admin.display(description="balance")
+    def balance_shown(self, obj: ChannelKey) -> str:
+        return _balance(obj)
+
 
 @admin.register(Channel)
 class ChannelAdmin(OperatorOnlyAdmin):
@@ -152,7 +185,7 @@ class ChannelAdmin(OperatorOnlyAdmin):
     list_display = ("name", "type", "status", "priority", "weight", "models_short", "groups_short", "keys_health")
     list_filter = ("type", "status", LiveFilter)
     search_fields = ("name",)
-    actions = ["enable", "disable", "test_now"]
+    actions = ["enable", "disable", "test_now", "refresh_balances"]
     readonly_fields = ("created_at", "updated_at", "deleted_at")
     fieldsets = (
         (None, {"fields": ("name", "type", "base_url", "status")}),
@@ -171,6 +204,7 @@ class ChannelAdmin(OperatorOnlyAdmin):
                 )
             },
         ),
+        ("Health checks", {"fields": ("probe_interval", "recovery_probe_interval", "min_balance")}),
         ("History", {"fields": ("created_at", "updated_at", "deleted_at")}),
     )
 
@@ -257,6 +291,14 @@ class ChannelAdmin(OperatorOnlyAdmin):
         ok = sum(r.ok for r in results)
         self.message_user(request, f"Probed {len(results)} key(s): {ok} answered, {len(results) - ok} failed.")
 
+    @admin.action(description="Refresh provider balances now")
+    def refresh_balances(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
+        readings = [r for channel in queryset for r in services.refresh_balances(channel_id=channel.pk)]
+        read = sum(r.balance is not None for r in readings)
+        self.message_user(
+            request, f"Read {read} balance(s); {len(readings) - read} failed (types without a balance API are skipped)."
+        )
+
 
 @admin.register(ChannelKey)
 class ChannelKeyAdmin(OperatorOnlyAdmin):
@@ -271,6 +313,7 @@ class ChannelKeyAdmin(OperatorOnlyAdmin):
         "last_success_at",
         "last_error_short",
         "latency_ms",
+        "balance_shown",
     )
     list_select_related = ("channel",)
     list_filter = ("state", "channel__type", LiveFilter)
@@ -281,7 +324,18 @@ class ChannelKeyAdmin(OperatorOnlyAdmin):
         ("Limits (empty: unlimited)", {"fields": ("rpm_limit", "tpm_limit")}),
         (
             "Health",
-            {"fields": ("last_used_at", "last_success_at", "last_error", "last_error_at", "latency_ms")},
+            {
+                "fields": (
+                    "last_used_at",
+                    "last_success_at",
+                    "last_error",
+                    "last_error_at",
+                    "latency_ms",
+                    "last_probed_at",
+                    "balance_shown",
+                    "balance_updated_at",
+                )
+            },
         ),
         ("History", {"fields": ("created_at", "deleted_at", "recent_events")}),
     )
@@ -297,6 +351,9 @@ class ChannelKeyAdmin(OperatorOnlyAdmin):
         "last_error",
         "last_error_at",
         "latency_ms",
+        "last_probed_at",
+        "balance_shown",
+        "balance_updated_at",
         "created_at",
         "deleted_at",
     )
@@ -322,6 +379,10 @@ class ChannelKeyAdmin(OperatorOnlyAdmin):
     @admin.display(description="last error")
     def last_error_short(self, obj: ChannelKey) -> str:
         return _short_error(obj.last_error)
+
+    @admin.display(description="balance", ordering="balance")
+    def balance_shown(self, obj: ChannelKey) -> str:
+        return _balance(obj)
 
     @admin.action(description="Enable", permissions=["change"])
     def enable(self, request: HttpRequest, queryset: QuerySet[ChannelKey]) -> None:
@@ -391,3 +452,16 @@ class DisablePhraseAdmin(OperatorOnlyAdmin):
 
     list_display = ("phrase", "created_at")
     search_fields = ("phrase",)
+
+
+@admin.register(Notification)
+class NotificationAdmin(ReadOnlyAdminMixin, OperatorOnlyAdmin):
+    """The last notification per subject and kind, and how many were held back since."""
+
+    list_display = ("last_sent_at", "kind", "subject", "sent_count", "suppressed_count", "delivery")
+    list_filter = ("kind",)
+    search_fields = ("subject", "last_text")
+
+    @admin.display(description="delivery")
+    def delivery(self, obj: Notification) -> str:
+        return obj.last_error or "ok"

@@ -37,6 +37,22 @@ class Channel(dj.Model):
     connect_timeout = dj.FloatField(default=10.0)
     first_byte_timeout = dj.FloatField(default=120.0)
     idle_timeout = dj.FloatField(default=120.0, help_text="Seconds between stream chunks.")
+    probe_interval = dj.PositiveIntegerField(
+        default=1800, help_text="Seconds between scheduled probes of an active key (0: never)."
+    )
+    recovery_probe_interval = dj.PositiveIntegerField(
+        default=300,
+        help_text="Seconds between scheduled probes of a cooling or auto-disabled key, so recovered keys "
+        "come back by themselves (0: never).",
+    )
+    min_balance = dj.DecimalField(
+        max_digits=20,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        help_text="Auto-disable a key whose provider balance is below this, in the provider's currency "
+        "(empty: never). Only for types that report a balance.",
+    )
     created_at = dj.DateTimeField(auto_now_add=True)
     updated_at = dj.DateTimeField(auto_now=True)
     deleted_at = dj.DateTimeField(null=True, blank=True, editable=False)
@@ -80,6 +96,10 @@ class ChannelKey(dj.Model):
     last_error = dj.TextField(blank=True)
     last_error_at = dj.DateTimeField(null=True, blank=True)
     latency_ms = dj.PositiveIntegerField(null=True, blank=True)
+    last_probed_at = dj.DateTimeField(null=True, blank=True)
+    balance = dj.DecimalField(max_digits=20, decimal_places=6, null=True, blank=True)
+    balance_currency = dj.CharField(max_length=8, blank=True)
+    balance_updated_at = dj.DateTimeField(null=True, blank=True)
     created_at = dj.DateTimeField(auto_now_add=True)
     deleted_at = dj.DateTimeField(null=True, blank=True, editable=False)
 
@@ -147,3 +167,30 @@ class DisablePhrase(dj.Model):
 
     def __str__(self) -> str:
         return self.phrase
+
+
+class Notification(dj.Model):
+    """The last operator notification per subject and kind. A new one about
+    the same subject waits out ONEPROXY_NOTIFY_INTERVAL_MINUTES; the row is
+    the lock, so every process (relay, workers) agrees."""
+
+    class Kind(dj.TextChoices):
+        KEY_DISABLED = "key_disabled"
+        KEY_RECOVERED = "key_recovered"
+        CHANNEL_EXHAUSTED = "channel_exhausted"
+        MODEL_EXHAUSTED = "model_exhausted"
+
+    kind = dj.CharField(max_length=32, choices=Kind.choices)
+    subject = dj.CharField(max_length=200, help_text="key:ID, channel:ID or model:NAME")
+    last_sent_at = dj.DateTimeField()
+    sent_count = dj.PositiveIntegerField(default=0)
+    suppressed_count = dj.PositiveIntegerField(default=0, help_text="Held back since the last one sent.")
+    last_text = dj.TextField(blank=True)
+    last_error = dj.TextField(blank=True, help_text="Why the last delivery failed, if it did.")
+
+    class Meta:
+        ordering = ["-last_sent_at"]
+        constraints = [dj.UniqueConstraint(fields=["kind", "subject"], name="notification_one_per_subject")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.subject}"

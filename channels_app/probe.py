@@ -2,27 +2,38 @@
 1-token chat with the channel's test model), judged by the relay's own
 key-state rules (relay/keystate.py), so probes and traffic agree.
 
-Probes run concurrently with a bound; each has its own timeout, so one slow
-upstream never holds up the rest.
+Probes run concurrently with a bound; each has its own timeout, and each
+result is recorded as soon as it is in, so one slow upstream never holds up
+the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import queue
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
 import orjson
+from django.conf import settings
 
 from channels_app.models import Channel, ChannelKey
-from channels_app.services import record_key_transitions
+from channels_app.services import bump_config_version, record_key_transitions, record_probe_results
 from channels_app.snapshot import load_disable_phrases
 from relay import keystate
 from relay.channel_types import CHANNEL_TYPES
 
+log = logging.getLogger("oneproxy.probes")
+
 CONCURRENCY = 16
 TIMEOUT = 15.0
+# Probe transitions are recorded as they come in; relay processes are told
+# to reload at most this often during a run (and once at its end).
+RELOAD_EVERY = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +45,7 @@ class ProbeTarget:
     url: str
     model: str
     proxy_url: str | None
+    state_reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,15 +73,21 @@ def targets(keys) -> list[ProbeTarget]:  # type: ignore[no-untyped-def]
         channel: Channel = key.channel
         if CHANNEL_TYPES[channel.type].protocol != "openai":
             continue  # native adapters probe once they exist
+        try:
+            secret = key.reveal()
+        except Exception:  # noqa: BLE001 - one unreadable key must not stop the run
+            log.error("probe skipped: channel %s key %s cannot be decrypted", channel.pk, key.pk)
+            continue
         out.append(
             ProbeTarget(
                 key_id=key.pk,
                 channel_id=channel.pk,
                 state=key.state,
-                secret=key.reveal(),
+                secret=secret,
                 url=f"{channel.effective_base_url}/chat/completions",
                 model=channel.effective_test_model,
                 proxy_url=channel.proxy_url or None,
+                state_reason=key.state_reason,
             )
         )
     return out
@@ -107,14 +125,20 @@ async def probe_all(
     *,
     concurrency: int = CONCURRENCY,
     timeout: float = TIMEOUT,
+    on_result: Callable[[ProbeResult], None] | None = None,
 ) -> list[ProbeResult]:
+    """Probe every target, at most ``concurrency`` at a time; ``on_result``
+    hears of each result the moment it is in."""
     limit = asyncio.Semaphore(concurrency)
 
     async with aiohttp.ClientSession(trust_env=True) as session:
 
         async def bounded(target: ProbeTarget) -> ProbeResult:
             async with limit:
-                return await _probe_one(session, target, phrases, timeout)
+                result = await _probe_one(session, target, phrases, timeout)
+            if on_result is not None:
+                on_result(result)
+            return result
 
         return list(await asyncio.gather(*(bounded(t) for t in targets)))
 
@@ -123,6 +147,8 @@ def transition_for(target: ProbeTarget, result: ProbeResult, now: float) -> keys
     """Success brings a cooling or auto-disabled key back; failures follow
     the same rules as traffic. Manually disabled keys are never probed."""
     if result.ok:
+        if target.state == keystate.AUTO_DISABLED and target.state_reason == "low_balance":
+            return None  # the balance check disabled it and brings it back
         if target.state in (keystate.COOLING, keystate.AUTO_DISABLED):
             return keystate.Transition(target.key_id, keystate.ACTIVE, "probe_ok", "", now, None, "probe")
         return None
@@ -141,18 +167,64 @@ def transition_for(target: ProbeTarget, result: ProbeResult, now: float) -> keys
     return None
 
 
-def probe_keys(keys, *, concurrency: int = CONCURRENCY, timeout: float = TIMEOUT) -> list[ProbeResult]:  # type: ignore[no-untyped-def]
-    """Probe these keys now and record what was learnt; returns the results."""
+def probe_keys(keys, *, concurrency: int | None = None, timeout: float | None = None) -> list[ProbeResult]:  # type: ignore[no-untyped-def]
+    """Probe these keys now and record what was learnt; returns the results.
+
+    The probes run on an event loop in a helper thread; this thread records
+    each result as it arrives (the database connection stays here), so a
+    disabled key is out of rotation without waiting for the slowest upstream.
+    """
     found = targets(keys.exclude(state=ChannelKey.State.MANUAL_DISABLED))
-    results = asyncio.run(probe_all(found, load_disable_phrases(), concurrency=concurrency, timeout=timeout))
-    now = time.time()
-    transitions = [t for target, r in zip(found, results, strict=True) if (t := transition_for(target, r, now))]
-    record_key_transitions(transitions)
-    from channels_app.services import record_probe_results
+    if not found:
+        return []
+    by_id = {t.key_id: t for t in found}
+    phrases = load_disable_phrases()
+    arrived: queue.SimpleQueue[ProbeResult | BaseException | None] = queue.SimpleQueue()
 
-    record_probe_results(results)
-    if transitions:
-        from channels_app.services import bump_config_version
+    def run() -> None:
+        try:
+            asyncio.run(
+                probe_all(
+                    found,
+                    phrases,
+                    concurrency=concurrency or settings.ONEPROXY_PROBE_CONCURRENCY,
+                    timeout=timeout or settings.ONEPROXY_PROBE_TIMEOUT,
+                    on_result=arrived.put,
+                )
+            )
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
+            arrived.put(exc)
+        finally:
+            arrived.put(None)
 
-        bump_config_version()  # relay processes reload the recovered/disabled keys
-    return results
+    prober = threading.Thread(target=run, name="oneproxy-probes", daemon=True)
+    prober.start()
+    results: dict[int, ProbeResult] = {}
+    unannounced = False
+    last_reload = 0.0
+    while (item := arrived.get()) is not None:
+        if isinstance(item, BaseException):
+            prober.join()
+            raise item
+        results[item.key_id] = item
+        target = by_id[item.key_id]
+        if not item.ok:
+            log.warning(
+                "probe failed: channel %s key %s: %s %s",
+                target.channel_id,
+                target.key_id,
+                item.http_status or (item.verdict.reason if item.verdict else "error"),
+                item.error,
+            )
+        transition = transition_for(target, item, time.time())
+        if transition is not None:
+            record_key_transitions([transition])
+            unannounced = True
+        record_probe_results([item])
+        if unannounced and time.monotonic() - last_reload >= RELOAD_EVERY:
+            bump_config_version()  # relay processes reload the recovered/disabled keys
+            unannounced, last_reload = False, time.monotonic()
+    prober.join()
+    if unannounced:
+        bump_config_version()
+    return [results[t.key_id] for t in found if t.key_id in results]

@@ -135,7 +135,11 @@ def record_key_transitions(transitions: list) -> None:  # type: ignore[type-arg]
         }
         if t.state != ChannelKey.State.ACTIVE:
             fields.update(last_error=t.message[:2000], last_error_at=changed_at)
-        ChannelKey.objects.filter(pk=t.key_id).exclude(state=ChannelKey.State.MANUAL_DISABLED).update(**fields)
+        updated = (
+            ChannelKey.objects.filter(pk=t.key_id).exclude(state=ChannelKey.State.MANUAL_DISABLED).update(**fields)
+        )
+        if not updated:
+            continue  # an operator disabled it meanwhile: theirs is the last word
         if key.state != t.state or t.state == ChannelKey.State.COOLING:
             KeyEvent.objects.create(
                 key_id=t.key_id,
@@ -165,14 +169,97 @@ def record_key_stats(stats: dict[int, tuple[float, float | None, int | None]]) -
 
 
 def record_probe_results(results: list) -> None:  # type: ignore[type-arg]
-    """Latency and outcome of each probe on its key."""
+    """Latency and outcome of each probe on its key (a key an operator
+    disabled meanwhile is left as they left it)."""
     from datetime import UTC, datetime
 
     now = datetime.now(UTC)
     for r in results:
-        fields: dict = {"latency_ms": r.latency_ms}
+        fields: dict = {"latency_ms": r.latency_ms, "last_probed_at": now}
         if r.ok:
             fields["last_success_at"] = now
         else:
             fields.update(last_error=r.error[:2000], last_error_at=now)
-        ChannelKey.objects.filter(pk=r.key_id).update(**fields)
+        ChannelKey.objects.filter(pk=r.key_id).exclude(state=ChannelKey.State.MANUAL_DISABLED).update(**fields)
+
+
+def probe_keys(*, channel_id: int | None = None, due_only: bool = False) -> list:  # type: ignore[type-arg]
+    """Probe keys with a 1-token chat and record what was learnt.
+
+    Without ``due_only``: every live key that is not manually disabled (of one
+    channel, or all), now. With it (beat): only the keys whose scheduled probe
+    is due (``ChannelKeyQuerySet.due_for_probe``), claimed first so that an
+    overlapping run skips them.
+    """
+    from channels_app import probe
+
+    keys = ChannelKey.objects.live().filter(channel__deleted_at__isnull=True)
+    if channel_id is not None:
+        keys = keys.filter(channel_id=channel_id)
+    keys = keys.exclude(state=ChannelKey.State.MANUAL_DISABLED)
+    if due_only:
+        keys = ChannelKey.objects.filter(pk__in=_claim_due_keys(keys))
+    return probe.probe_keys(keys)
+
+
+def _claim_due_keys(keys) -> list[int]:  # type: ignore[no-untyped-def]
+    """Ids of the due keys, stamped as probed now in the same transaction.
+    PostgreSQL: rows another run holds are skipped; SQLite: the IMMEDIATE
+    transaction already serialises writers."""
+    now = timezone.now()
+    with transaction.atomic():
+        due = keys.due_for_probe(now).select_for_update(skip_locked=True, of=("self",))
+        ids = list(due.values_list("pk", flat=True))
+        ChannelKey.objects.filter(pk__in=ids).update(last_probed_at=now)
+    return ids
+
+
+def refresh_balances(*, channel_id: int | None = None) -> list:  # type: ignore[type-arg]
+    """Fetch the provider balance of every live key whose channel type
+    reports one, store it, and apply the channel's ``min_balance``: a key
+    below it is auto-disabled ("low_balance"), one back above it is active
+    again. Returns the readings."""
+    from channels_app import balances
+
+    keys = ChannelKey.objects.live().filter(channel__deleted_at__isnull=True)
+    if channel_id is not None:
+        keys = keys.filter(channel_id=channel_id)
+    keys = keys.exclude(state=ChannelKey.State.MANUAL_DISABLED).select_related("channel")
+    readings = balances.fetch_balances(balances.targets(keys))
+    record_balances(readings)
+    return readings
+
+
+def record_balances(readings: list) -> None:  # type: ignore[type-arg]
+    """Store balances (balances.Reading) and disable or re-enable keys by them."""
+    import time
+    from decimal import Decimal
+
+    from relay.keystate import Transition
+
+    now = timezone.now()
+    transitions = []
+    for reading in readings:
+        if reading.balance is None:
+            continue
+        ChannelKey.objects.filter(pk=reading.key_id).update(
+            balance=reading.balance, balance_currency=reading.currency, balance_updated_at=now
+        )
+        key = ChannelKey.objects.select_related("channel").filter(pk=reading.key_id).first()
+        if key is None:
+            continue
+        floor: Decimal | None = key.channel.min_balance
+        low = floor is not None and reading.balance < floor
+        if low and key.state in (ChannelKey.State.ACTIVE, ChannelKey.State.COOLING):
+            message = f"balance {reading.balance} {reading.currency} is below the channel's minimum {floor}"
+            transitions.append(
+                Transition(key.pk, ChannelKey.State.AUTO_DISABLED, "low_balance", message, time.time(), None, "balance")
+            )
+        elif not low and key.state == ChannelKey.State.AUTO_DISABLED and key.state_reason == "low_balance":
+            message = f"balance {reading.balance} {reading.currency} is back at or above the minimum"
+            transitions.append(
+                Transition(key.pk, ChannelKey.State.ACTIVE, "balance_ok", message, time.time(), None, "balance")
+            )
+    if transitions:
+        record_key_transitions(transitions)
+        bump_config_version()  # relay processes reload the keys

@@ -17,3 +17,10 @@ def _routing_changed(**kwargs) -> None:  # type: ignore[no-untyped-def]
 
 # Sent after a key's state changed (relay, probe); notifications listen here.
 key_transitioned = Signal()
+
+
+@receiver(key_transitioned)
+def _tell_operators(**kwargs) -> None:  # type: ignore[no-untyped-def]
+    from channels_app import notify
+
+    notify.on_key_transitioned(**kwargs)

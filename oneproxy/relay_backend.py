@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from django.conf import settings
 from django.db import close_old_connections, connections
 
@@ -23,10 +25,14 @@ class DjangoBackend:
     def load_snapshot(self) -> Snapshot:
         close_old_connections()
         version = self.config_version()
+        users = billing_snapshot.load_users()
+        spent, next_period_end = billing_snapshot.load_budget_spent(users, time.time())
         return Snapshot.build(
             version=version,
             tokens=billing_snapshot.load_tokens(),
-            users=billing_snapshot.load_users(),
+            users=users,
+            spent=spent,
+            next_period_end=next_period_end,
             channels=load_channels(),
             prices=billing_snapshot.load_prices(),
             refuse_unpriced=settings.ONEPROXY_REFUSE_UNPRICED,
@@ -48,6 +54,11 @@ class DjangoBackend:
     def record_key_stats(self, stats: dict[int, tuple[float, float | None, int | None]]) -> None:
         close_old_connections()
         channel_services.record_key_stats(stats)
+
+    def budget_spent(self, kind: str, subject_id: int, period: str) -> int:
+        """Spending of one user or team in its current period (seeds Redis allowances)."""
+        close_old_connections()
+        return billing_snapshot.spent_in_current_period(kind, subject_id, period, time.time())
 
     def close(self) -> None:
         connections.close_all()

@@ -5,7 +5,14 @@ from __future__ import annotations
 import json
 
 # name → (task, seconds, kwargs). Tasks appear here as their issues land.
-DEFAULT_SCHEDULES: dict[str, tuple[str, int, dict]] = {}
+DEFAULT_SCHEDULES: dict[str, tuple[str, int, dict]] = {
+    "billing: settle stranded usage": ("billing.settle_usage", 60, {}),
+    "billing: reconcile balances": ("billing.reconcile", 300, {}),
+    "billing: prune usage logs": ("billing.prune_usage_logs", 86_400, {"days": 90}),
+    # Every minute: only keys whose channel's probe interval has passed are probed.
+    "channels: probe due keys": ("channels_app.probe_keys", 60, {"due_only": True}),
+    "channels: refresh provider balances": ("channels_app.refresh_balances", 3_600, {}),
+}
 
 
 def ensure_schedules() -> None:

@@ -56,6 +56,29 @@ ONEPROXY_DEFAULT_MAX_TOKENS = envint("ONEPROXY_DEFAULT_MAX_TOKENS", 4096, minimu
 # Unpriced models: charged at the "*" ModelPrice row (default), or refused.
 ONEPROXY_REFUSE_UNPRICED = envbool("ONEPROXY_REFUSE_UNPRICED", False)
 
+# Key probes (channels_app.probe_keys): how many upstream requests at once,
+# and how long one may take before it counts as a timeout.
+ONEPROXY_PROBE_CONCURRENCY = envint("ONEPROXY_PROBE_CONCURRENCY", 16, minimum=1, maximum=256)
+ONEPROXY_PROBE_TIMEOUT = envint("ONEPROXY_PROBE_TIMEOUT", 15, minimum=1, maximum=300)
+
+# Operator notifications (channels_app.notify): a key auto-disabled or back,
+# a channel or model with no usable key. JSON POSTed to the webhook and/or
+# mailed (comma-separated addresses); at most one per key/channel/model and
+# kind per interval.
+ONEPROXY_NOTIFY_WEBHOOK_URL = envurl("ONEPROXY_NOTIFY_WEBHOOK_URL", ("http", "https"))
+ONEPROXY_NOTIFY_EMAILS = [a.strip() for a in (envstr("ONEPROXY_NOTIFY_EMAILS", "") or "").split(",") if a.strip()]
+ONEPROXY_NOTIFY_INTERVAL_MINUTES = envint("ONEPROXY_NOTIFY_INTERVAL_MINUTES", 30, minimum=0)
+
+# Outgoing mail (notifications), Django's SMTP backend.
+EMAIL_HOST = envstr("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", 25, minimum=1, maximum=65535)
+EMAIL_HOST_USER = envstr("EMAIL_HOST_USER", "") or ""
+EMAIL_HOST_PASSWORD = envstr("EMAIL_HOST_PASSWORD", "") or ""
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = envbool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = 10  # a dead mail server must not hold a worker
+DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "oneproxy@localhost")
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",

@@ -190,7 +190,8 @@ class Relay:
             await asyncio.sleep(self.config.poll_interval)
             try:
                 version = await self.db.run(self.backend.config_version)
-                if self.snapshot is None or version != self.snapshot.version:
+                rolled_over = self.snapshot is not None and time.time() >= self.snapshot.next_period_end
+                if self.snapshot is None or version != self.snapshot.version or rolled_over:
                     self._install(await self.db.run(self.backend.load_snapshot))
             except Exception:
                 log.exception("reloading the relay snapshot failed; keeping the previous one")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -20,6 +21,7 @@ import orjson
 
 from relay.db import DbWorker
 from relay.errors import insufficient_quota
+from relay.periods import period_bounds
 from relay.ports import Settled, UsageEvent
 from relay.snapshot import Snapshot, TokenSnap, UserSnap
 
@@ -30,12 +32,35 @@ def _usd(micro: int) -> str:
     return f"${micro / 1_000_000:.6f}"
 
 
+Subject = tuple[str, int]  # ("user", id) or ("team", id): who has a budget
+
+
 @dataclass(slots=True)
 class Hold:
     user_id: int
     token_id: int
     amount: int
     capped: bool  # the token has a quota, so its used amount is tracked too
+    subjects: tuple[Subject, ...] = ()  # budgets this hold counts against
+    allow_keys: tuple[str, ...] = ()  # their Redis allowance keys (service mode)
+
+
+def budgets_of(user: UserSnap) -> list[tuple[Subject, int, str]]:
+    """(subject, budget µUSD, period) for the user's and their team's budgets."""
+    out: list[tuple[Subject, int, str]] = []
+    if user.budget is not None:
+        out.append((("user", user.id), user.budget, user.budget_period))
+    if user.team_id is not None and user.team_budget is not None:
+        out.append((("team", user.team_id), user.team_budget, user.team_budget_period))
+    return out
+
+
+def _budget_refusal(subject: Subject, period: str, amount: int, left: int) -> Exception:
+    whose = "Your" if subject[0] == "user" else "Your team's"
+    return insufficient_quota(
+        f"{whose} {period}ly budget is used up: this request may cost up to {_usd(amount)}, {_usd(max(left, 0))} "
+        "left this period."
+    )
 
 
 class Ledger(Protocol):
@@ -57,16 +82,29 @@ class MemoryLedger:
         self._token_held: dict[int, int] = {}
         self._unwritten: dict[int, int] = {}  # charged here, not yet committed
         self._token_unwritten: dict[int, int] = {}
+        # Budgets: spent this period as the database had it, plus what was
+        # charged here since (written or not) and what is held.
+        self._spent: dict[Subject, int] = {}
+        self._budget_held: dict[Subject, int] = {}
+        self._subjects_of: dict[str, tuple[Subject, ...]] = {}  # request id → subjects, until written
+        self._unwritten_cost: dict[str, int] = {}
 
     def on_snapshot(self, snapshot: Snapshot) -> None:
         self._balance = {uid: u.balance for uid, u in snapshot.users.items()}
-        self._used = {tid: t.used for t in snapshot.tokens.values() for tid in (t.id,)}
+        self._used = {t.id: t.used for t in snapshot.tokens.values()}
+        # The database's spending this period, plus what is charged but not yet written.
+        self._spent = dict(snapshot.spent)
+        for request_id, subjects in self._subjects_of.items():
+            for subject in subjects:
+                self._spent[subject] = self._spent.get(subject, 0) + self._unwritten_cost[request_id]
 
     def on_settled(self, events: list[UsageEvent], settled: Settled) -> None:
         for event in events:
             self._unwritten[event.user_id] = self._unwritten.get(event.user_id, 0) - event.cost
             if event.token_id is not None:
                 self._token_unwritten[event.token_id] = self._token_unwritten.get(event.token_id, 0) - event.cost
+            self._subjects_of.pop(event.request_id, None)
+            self._unwritten_cost.pop(event.request_id, None)
         self._balance.update(settled.balances)
         self._used.update(settled.token_used)
 
@@ -74,7 +112,7 @@ class MemoryLedger:
         return self._balance.get(user_id, 0) - self._unwritten.get(user_id, 0) - self._held.get(user_id, 0)
 
     async def hold(self, user: UserSnap, token: TokenSnap, amount: int) -> Hold:
-        # No await between check and write: the event loop makes this atomic.
+        # No await between checks and writes: the event loop makes this atomic.
         available = self.available(user.id)
         if available < amount:
             raise insufficient_quota(
@@ -92,9 +130,17 @@ class MemoryLedger:
                 raise insufficient_quota(
                     f"Token quota exceeded: this request may cost up to {_usd(amount)}, the key has {_usd(left)} left."
                 )
+        budgets = budgets_of(user)
+        for subject, budget, period in budgets:
+            left = budget - self._spent.get(subject, 0) - self._budget_held.get(subject, 0)
+            if left < amount:
+                raise _budget_refusal(subject, period, amount, left)
+        if capped:
             self._token_held[token.id] = self._token_held.get(token.id, 0) + amount
         self._held[user.id] = self._held.get(user.id, 0) + amount
-        return Hold(user.id, token.id, amount, capped)
+        for subject, _, _ in budgets:
+            self._budget_held[subject] = self._budget_held.get(subject, 0) + amount
+        return Hold(user.id, token.id, amount, capped, tuple(subject for subject, _, _ in budgets))
 
     async def view(self, user: UserSnap, token: TokenSnap) -> tuple[int, int]:
         return self.available(user.id), self._used.get(token.id, 0) + self._token_unwritten.get(token.id, 0)
@@ -103,12 +149,19 @@ class MemoryLedger:
         self._held[hold.user_id] -= hold.amount
         if hold.capped:
             self._token_held[hold.token_id] -= hold.amount
+        for subject in hold.subjects:
+            self._budget_held[subject] -= hold.amount
 
     async def settle(self, hold: Hold, event: UsageEvent) -> None:
         await self.release(hold)
         self._unwritten[hold.user_id] = self._unwritten.get(hold.user_id, 0) + event.cost
         if event.token_id is not None:
             self._token_unwritten[event.token_id] = self._token_unwritten.get(event.token_id, 0) + event.cost
+        if hold.subjects:
+            for subject in hold.subjects:
+                self._spent[subject] = self._spent.get(subject, 0) + event.cost
+            self._subjects_of[event.request_id] = hold.subjects
+            self._unwritten_cost[event.request_id] = event.cost
         await self.db.submit_usage(event)
 
 
@@ -127,8 +180,15 @@ def used_key(token_id: int) -> str:
     return f"{PREFIX}used:{token_id}"
 
 
-# Returns {2} held, {-1} balance mirror missing, {-2} token mirror missing,
-# {0, available} balance short, {1, left} token quota short.
+def allowance_key(subject: Subject, period_start: float, budget: int) -> str:
+    """What is left of a budget this period. The period start and the budget
+    are in the name, so a new period or a changed budget starts a new key."""
+    return f"{PREFIX}allow:{subject[0]}:{subject[1]}:{int(period_start)}:{budget}"
+
+
+# KEYS: balance, token used, then budget allowances. ARGV: amount, quota (-1: none).
+# Returns {2} held; {-1} / {-2} / {-3, i} a mirror is missing (seed it);
+# {0, available} balance short; {1, left} token quota short; {3, i, left} budget i short.
 _HOLD = """
 local bal = redis.call('GET', KEYS[1])
 if not bal then return {-1} end
@@ -140,18 +200,32 @@ if quota >= 0 then
   if not used then return {-2} end
   used = tonumber(used)
 end
+local allow = {}
+for i = 3, #KEYS do
+  local left = redis.call('GET', KEYS[i])
+  if not left then return {-3, i - 2} end
+  allow[i] = tonumber(left)
+end
 if tonumber(bal) < amount then return {0, tonumber(bal)} end
 if quota >= 0 and used + amount > quota then return {1, quota - used} end
+for i = 3, #KEYS do
+  if allow[i] < amount then return {3, i - 2, allow[i]} end
+end
 redis.call('DECRBY', KEYS[1], amount)
 if quota >= 0 then redis.call('INCRBY', KEYS[2], amount) end
+for i = 3, #KEYS do redis.call('DECRBY', KEYS[i], amount) end
 return {2}
 """
 
 # Release the hold, charge the cost and queue the usage event, atomically.
+# KEYS: balance, token used, usage stream, then budget allowances.
 _SETTLE = """
 local delta = tonumber(ARGV[1]) - tonumber(ARGV[2])
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCRBY', KEYS[1], delta) end
 if ARGV[3] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then redis.call('INCRBY', KEYS[2], -delta) end
+for i = 4, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('INCRBY', KEYS[i], delta) end
+end
 if ARGV[4] ~= '' then redis.call('XADD', KEYS[3], '*', 'e', ARGV[4]) end
 return 1
 """
@@ -194,14 +268,24 @@ class RedisLedger:
             pipe.set(used_key(token_id), settled.token_used.get(token_id, 0), nx=True)
         await pipe.execute()
 
+    async def _seed_allowance(self, key: str, subject: Subject, budget: int, period: str) -> None:
+        spent = await self.db.run(self.db.backend.budget_spent, subject[0], subject[1], period)
+        _, end = period_bounds(period, time.time())
+        await self.redis.set(key, budget - spent, nx=True, ex=max(int(end - time.time()) + 3600, 60))
+
     async def hold(self, user: UserSnap, token: TokenSnap, amount: int) -> Hold:
         quota = -1 if token.quota is None else token.quota
-        keys = [balance_key(user.id), used_key(token.id)]
-        for _ in range(3):
+        budgets = budgets_of(user)
+        now = time.time()
+        allow_keys = [
+            allowance_key(subject, period_bounds(period, now)[0], budget) for subject, budget, period in budgets
+        ]
+        keys = [balance_key(user.id), used_key(token.id), *allow_keys]
+        for _ in range(3 + len(allow_keys)):
             result = await self._hold(keys=keys, args=[amount, quota])
             outcome = int(result[0])
             if outcome == 2:
-                return Hold(user.id, token.id, amount, quota >= 0)
+                return Hold(user.id, token.id, amount, quota >= 0, tuple(b[0] for b in budgets), tuple(allow_keys))
             if outcome == 0:
                 raise insufficient_quota(
                     f"Insufficient balance: this request may cost up to {_usd(amount)}, "
@@ -212,8 +296,15 @@ class RedisLedger:
                     f"Token quota exceeded: this request may cost up to {_usd(amount)}, "
                     f"the key has {_usd(int(result[1]))} left."
                 )
-            await self._seed(user.id, token.id if outcome == -2 else None)
-        raise RuntimeError("could not seed the balance mirror")
+            if outcome == 3:
+                subject, _, period = budgets[int(result[1]) - 1]
+                raise _budget_refusal(subject, period, amount, int(result[2]))
+            if outcome == -3:
+                subject, budget, period = budgets[int(result[1]) - 1]
+                await self._seed_allowance(allow_keys[int(result[1]) - 1], subject, budget, period)
+            else:  # seed the balance and, for a capped token, its used amount together
+                await self._seed(user.id, token.id if quota >= 0 else None)
+        raise RuntimeError("could not seed the balance mirrors")
 
     async def view(self, user: UserSnap, token: TokenSnap) -> tuple[int, int]:
         balance, used = await self.redis.mget(balance_key(user.id), used_key(token.id))
@@ -224,7 +315,7 @@ class RedisLedger:
 
     async def _run_settle(self, hold: Hold, cost: int, payload: bytes) -> None:
         await self._settle(
-            keys=[balance_key(hold.user_id), used_key(hold.token_id), USAGE_STREAM],
+            keys=[balance_key(hold.user_id), used_key(hold.token_id), USAGE_STREAM, *hold.allow_keys],
             args=[hold.amount, cost, "1" if hold.capped else "0", payload],
         )
 

@@ -41,6 +41,10 @@ class UserSnap:
     team_id: int | None
     team_multiplier: Decimal
     balance: int  # µUSD, as in the database when the snapshot was taken
+    budget: int | None = None  # µUSD per period; None: no budget
+    budget_period: str = "month"
+    team_budget: int | None = None
+    team_budget_period: str = "month"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +110,10 @@ class Snapshot:
     refuse_unpriced: bool = False
     # Operators' extra "disable the key on this message" phrases, lower-cased.
     disable_phrases: tuple[str, ...] = ()
+    # ("user" | "team", id) → µUSD spent in its current budget period, and
+    # when the first of those periods ends (the relay reloads then).
+    spent: dict[tuple[str, int], int] = field(default_factory=dict)
+    next_period_end: float = float("inf")
     # (group, model) → tiers of channels, highest priority first.
     routes: dict[tuple[str, str], tuple[tuple[ChannelSnap, ...], ...]] = field(default_factory=dict)
 
@@ -120,6 +128,8 @@ class Snapshot:
         prices: dict[tuple[str, str], PriceSnap],
         refuse_unpriced: bool = False,
         disable_phrases: tuple[str, ...] = (),
+        spent: dict[tuple[str, int], int] | None = None,
+        next_period_end: float = float("inf"),
     ) -> Snapshot:
         routes: dict[tuple[str, str], dict[int, list[ChannelSnap]]] = {}
         for channel in channels:
@@ -138,6 +148,8 @@ class Snapshot:
             prices=prices,
             refuse_unpriced=refuse_unpriced,
             disable_phrases=disable_phrases,
+            spent=spent or {},
+            next_period_end=next_period_end,
             routes=tiers,
         )
 

@@ -153,6 +153,7 @@ def test_detail_never_shows_hashes(operator, make_user, api):  # type: ignore[no
     assert response.status_code == 200
     assert set(response.json()) == {
         "id", "username", "email", "role", "group", "team", "is_active", "date_joined", "balance_usd",
+        "budget_usd", "budget_period",
     }  # fmt: skip
     user.refresh_from_db()
     assert user.access_token_hash.encode() not in response.content

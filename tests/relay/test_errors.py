@@ -108,3 +108,28 @@ def test_stream_dying_mid_way_ends_with_error_event_and_is_billed(relay_setup, g
     row = wait_for(lambda: UsageLog.objects.first())
     assert row.completion_tokens > 0 and row.cost > 0 and row.error
     assert len(relay_setup["emulator"].requests) == 1  # never retried after streaming began
+
+
+def test_client_disconnect_cancels_the_upstream_stream_and_bills_what_was_sent(relay_setup, gateway):
+    from billing.models import UsageLog
+    from tests.gateway import wait_for
+
+    # given: the upstream pauses after chunk 0 until released (never, here)
+    emulator = relay_setup["emulator"]
+    emulator.enable_stream_gate()
+    body = {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+    # when: the client reads the first content chunk and hangs up
+    with requests.post(
+        f"{gateway.base_url}/chat/completions",
+        json=body,
+        stream=True,
+        timeout=10,
+        headers={"Authorization": f"Bearer {relay_setup['key']}"},
+    ) as response:
+        for line in response.iter_lines():
+            if b'"content":"Hello"' in line:
+                break
+    # then: the relay stops, logs and bills the delivered part without waiting for the upstream
+    row = wait_for(lambda: UsageLog.objects.first(), timeout=5)
+    assert row.error == "client disconnected" and row.stream
+    assert row.completion_tokens >= 1 and row.cost > 0

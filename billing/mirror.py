@@ -1,0 +1,164 @@
+"""Service mode, seen from billing: the relay's Redis balance mirror and usage stream.
+
+The relay (relay/ledger.py) keeps ``{PREFIX}bal:{user_id}`` = database
+balance − holds in flight − costs still queued on the ``{PREFIX}usage``
+stream, and ``{PREFIX}used:{token_id}`` likewise for capped tokens. A
+missing mirror is re-seeded from the database by the next hold, so dropping
+one is always allowed when nothing for that user is in flight or queued.
+Everything here is synchronous (Celery workers, admin, API). Import it
+lazily: relay.ledger reads ONEPROXY_REDIS_PREFIX when first imported.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Iterator
+from functools import cache
+
+import orjson
+import redis
+from django.conf import settings
+
+from relay.ledger import CREDIT, PREFIX, USAGE_GROUP, USAGE_STREAM, balance_key, decode_event, used_key
+from relay.ports import UsageEvent
+
+log = logging.getLogger("oneproxy.billing.mirror")
+
+# Drop a user's mirrors only if the balance mirror still holds the value the
+# caller saw: anything the relay did since (hold, settle, credit) changed it.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', unpack(KEYS))
+return 1
+"""
+
+_BALANCE_PREFIX = f"{PREFIX}bal:"
+# user id → "mirror:balance:first_seen" of mirrors that disagreed with the
+# database at the last reconcile run (see services.reconcile).
+SUSPECTS_KEY = f"{PREFIX}recon:suspects"
+
+
+@cache
+def client(url: str | None = None) -> redis.Redis:
+    return redis.Redis.from_url(url or settings.REDIS_URL)
+
+
+def credit(user_id: int, amount: int) -> None:
+    """Move the user's balance mirror by ``amount`` µUSD, if it exists (the
+    relay seeds a missing one from the database, which already has it)."""
+    client().eval(CREDIT, 1, balance_key(user_id), amount)
+
+
+def balances() -> dict[int, int]:
+    """Every balance mirror: user id → µUSD."""
+    keys = [key for key in client().scan_iter(match=f"{_BALANCE_PREFIX}*", count=1000)]
+    found: dict[int, int] = {}
+    for start in range(0, len(keys), 1000):
+        chunk = keys[start : start + 1000]
+        for key, value in zip(chunk, client().mget(chunk), strict=True):
+            if value is not None:
+                found[int(key.decode()[len(_BALANCE_PREFIX) :])] = int(value)
+    return found
+
+
+def queued_user_ids() -> set[int]:
+    """Users with usage events still on the stream: not yet read, or read and
+    not yet written (entries are deleted once written)."""
+    users: set[int] = set()
+    start = "-"
+    while True:
+        entries = client().xrange(USAGE_STREAM, min=start, max="+", count=1000)
+        for _, fields in entries:
+            raw = fields.get(b"e")
+            if raw is not None:
+                users.add(int(orjson.loads(raw)["user_id"]))
+        if len(entries) < 1000:
+            return users
+        start = "(" + entries[-1][0].decode()
+
+
+def release(user_id: int, seen_balance: int, token_ids: list[int]) -> bool:
+    """Drop the user's balance mirror and their tokens' used mirrors, only if
+    the balance mirror still reads ``seen_balance``; True if dropped."""
+    keys = [balance_key(user_id), *(used_key(t) for t in token_ids)]
+    return bool(client().eval(_RELEASE, len(keys), *keys, str(seen_balance)))
+
+
+def ensure_group() -> None:
+    try:
+        client().xgroup_create(USAGE_STREAM, USAGE_GROUP, id="0", mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+def consumer_name() -> str:
+    return f"billing-{socket.gethostname()}-{os.getpid()}"
+
+
+def stranded_batches(min_idle_ms: int, count: int = 500) -> Iterator[list[tuple[bytes, UsageEvent | None]]]:
+    """Batches of stream entries nobody is settling: entries read by a
+    consumer and left unacknowledged for ``min_idle_ms`` (XAUTOCLAIM), then
+    entries no consumer has read although the oldest is ``min_idle_ms`` old
+    (no relay process is alive to read them). The caller writes each batch
+    and calls ``done`` with its ids; an entry whose payload is unreadable
+    comes as ``(id, None)``."""
+    ensure_group()
+    me = consumer_name()
+    cursor = "0-0"
+    while True:
+        reply = client().xautoclaim(
+            USAGE_STREAM, USAGE_GROUP, me, min_idle_time=min_idle_ms, start_id=cursor, count=count
+        )
+        cursor, entries = reply[0], reply[1]
+        batch = _decode(entries)
+        if batch:
+            yield batch
+        if cursor in (b"0-0", "0-0"):
+            break
+    while _oldest_unread_age_ms() >= min_idle_ms:
+        reply = client().xreadgroup(USAGE_GROUP, me, {USAGE_STREAM: ">"}, count=count)
+        entries = reply[0][1] if reply else []
+        if not entries:
+            return
+        yield _decode(entries)
+
+
+def done(entry_ids: list[bytes]) -> None:
+    """Acknowledge written entries and delete them from the stream."""
+    if entry_ids:
+        client().xack(USAGE_STREAM, USAGE_GROUP, *entry_ids)
+        client().xdel(USAGE_STREAM, *entry_ids)
+
+
+def _decode(entries: list) -> list[tuple[bytes, UsageEvent | None]]:
+    batch: list[tuple[bytes, UsageEvent | None]] = []
+    for entry_id, fields in entries:
+        if entry_id is None:  # deleted from the stream while pending
+            continue
+        raw = (fields or {}).get(b"e")
+        try:
+            batch.append((entry_id, decode_event(raw)))
+        except (ValueError, TypeError, KeyError):
+            # Never writable; the payload is kept here, in the log.
+            log.error("usage stream entry %s is unreadable and is dropped: %r", entry_id, raw)
+            batch.append((entry_id, None))
+    return batch
+
+
+def _oldest_unread_age_ms() -> int:
+    """Age of the oldest entry no consumer of the group has read; -1 if none."""
+    groups = {g["name"]: g for g in client().xinfo_groups(USAGE_STREAM)}
+    group = groups.get(USAGE_GROUP.encode()) or groups.get(USAGE_GROUP)
+    if group is None:
+        return -1
+    last = group["last-delivered-id"]
+    last = last.decode() if isinstance(last, bytes) else last
+    unread = client().xrange(USAGE_STREAM, min="(" + last, max="+", count=1)
+    if not unread:
+        return -1
+    millis = int(unread[0][0].decode().split("-")[0])
+    now_s, now_us = client().time()
+    return now_s * 1000 + now_us // 1000 - millis
