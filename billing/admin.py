@@ -1077,6 +1077,7 @@ class ReconcileReportAdmin(ReadOnlyAdminMixin, OperatorOnlyAdmin):
         "unbilled_usage",
         "mismatched_charges",
         "mirrors_checked",
+        "stale_holds_released",
         "released_count",
         "service_mode",
     )
@@ -1091,6 +1092,7 @@ class ReconcileReportAdmin(ReadOnlyAdminMixin, OperatorOnlyAdmin):
         "unbilled_usage",
         "mismatched_charges",
         "mirrors_checked",
+        "stale_holds_released",
         "mirrors_pending",
         "released_table",
     )

@@ -162,3 +162,17 @@ def _oldest_unread_age_ms() -> int:
     millis = int(unread[0][0].decode().split("-")[0])
     now_s, now_us = client().time()
     return now_s * 1000 + now_us // 1000 - millis
+
+
+def release_stale_holds(older_than_seconds: float, now: float) -> int:
+    """Give back the holds taken more than ``older_than_seconds`` ago and
+    never settled (their relay process died); returns how many. Exact: each
+    hold is one registry entry, removed and given back atomically, and a
+    request that does settle later is then charged without a second release."""
+    from relay.ledger import HOLDS, RELEASE_STALE
+
+    released = 0
+    stale = client().zrangebyscore(HOLDS, "-inf", now - older_than_seconds)
+    for member in stale:
+        released += int(client().eval(RELEASE_STALE, 1, HOLDS, member))
+    return released

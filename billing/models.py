@@ -269,6 +269,9 @@ class ReconcileReport(dj.Model):
         default=0, help_text="Charges whose amount is not minus their usage row's cost."
     )
     mirrors_checked = dj.PositiveIntegerField(default=0)
+    stale_holds_released = dj.PositiveIntegerField(
+        default=0, help_text="Holds of requests whose relay process died, given back."
+    )
     mirrors_pending = dj.PositiveIntegerField(default=0, help_text="Users with usage still in the stream.")
     mirrors_released = dj.JSONField(
         default=list, blank=True, help_text="[{user_id, mirror, balance}]: mirrors dropped as stale (µUSD)."

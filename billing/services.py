@@ -326,7 +326,10 @@ def reconcile(*, stale_hold_seconds: int = STALE_HOLD_SECONDS, now: datetime | N
        set to the sum (the ledger is the truth; no entry is written).
     2. Usage rows with a cost but no charge, and charges that differ from
        their usage row's cost, are counted (never expected; not auto-fixed).
-    3. Service mode: stale holds are released — see ``_resync_mirrors``.
+    3. Service mode: holds older than ``stale_hold_seconds`` that never
+       settled (their relay process died) are given back exactly, from the
+       relay's hold registry; then mirrors that still disagree with the
+       database are re-synced — see ``_resync_mirrors``.
     """
     now = now or timezone.now()
     report = ReconcileReport(service_mode=bool(settings.REDIS_URL))
@@ -348,6 +351,9 @@ def reconcile(*, stale_hold_seconds: int = STALE_HOLD_SECONDS, now: datetime | N
         .count()
     )
     if settings.REDIS_URL:
+        from billing import mirror
+
+        report.stale_holds_released = mirror.release_stale_holds(stale_hold_seconds, now.timestamp())
         found = _resync_mirrors(now, stale_hold_seconds)
         report.mirrors_checked, report.mirrors_pending = found.checked, found.pending
         report.mirrors_released = found.released

@@ -43,6 +43,7 @@ class Hold:
     capped: bool  # the token has a quota, so its used amount is tracked too
     subjects: tuple[Subject, ...] = ()  # budgets this hold counts against
     allow_keys: tuple[str, ...] = ()  # their Redis allowance keys (service mode)
+    member: str = ""  # its entry in the Redis hold registry (service mode)
 
 
 def budgets_of(user: UserSnap) -> list[tuple[Subject, int, str]]:
@@ -170,6 +171,9 @@ class MemoryLedger:
 PREFIX = os.environ.get("ONEPROXY_REDIS_PREFIX", "op:")
 USAGE_STREAM = PREFIX + "usage"
 USAGE_GROUP = "settlers"
+# Holds in flight, scored by when they were taken, so reconcile can give
+# back exactly the holds of requests whose process died.
+HOLDS = PREFIX + "holds"
 
 
 def balance_key(user_id: int) -> str:
@@ -186,7 +190,8 @@ def allowance_key(subject: Subject, period_start: float, budget: int) -> str:
     return f"{PREFIX}allow:{subject[0]}:{subject[1]}:{int(period_start)}:{budget}"
 
 
-# KEYS: balance, token used, then budget allowances. ARGV: amount, quota (-1: none).
+# KEYS: balance, token used, the hold registry, then budget allowances.
+# ARGV: amount, quota (-1: none), registry member, now.
 # Returns {2} held; {-1} / {-2} / {-3, i} a mirror is missing (seed it);
 # {0, available} balance short; {1, left} token quota short; {3, i, left} budget i short.
 _HOLD = """
@@ -201,32 +206,48 @@ if quota >= 0 then
   used = tonumber(used)
 end
 local allow = {}
-for i = 3, #KEYS do
+for i = 4, #KEYS do
   local left = redis.call('GET', KEYS[i])
-  if not left then return {-3, i - 2} end
+  if not left then return {-3, i - 3} end
   allow[i] = tonumber(left)
 end
 if tonumber(bal) < amount then return {0, tonumber(bal)} end
 if quota >= 0 and used + amount > quota then return {1, quota - used} end
-for i = 3, #KEYS do
-  if allow[i] < amount then return {3, i - 2, allow[i]} end
+for i = 4, #KEYS do
+  if allow[i] < amount then return {3, i - 3, allow[i]} end
 end
 redis.call('DECRBY', KEYS[1], amount)
 if quota >= 0 then redis.call('INCRBY', KEYS[2], amount) end
-for i = 3, #KEYS do redis.call('DECRBY', KEYS[i], amount) end
+for i = 4, #KEYS do redis.call('DECRBY', KEYS[i], amount) end
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
 return {2}
 """
 
 # Release the hold, charge the cost and queue the usage event, atomically.
-# KEYS: balance, token used, usage stream, then budget allowances.
+# KEYS: balance, token used, usage stream, hold registry, then allowances.
+# ARGV: hold, cost, capped, event payload, registry member. A hold that
+# reconcile already released as stale is not released twice.
 _SETTLE = """
-local delta = tonumber(ARGV[1]) - tonumber(ARGV[2])
+local held = redis.call('ZREM', KEYS[4], ARGV[5])
+local delta = (held == 1 and tonumber(ARGV[1]) or 0) - tonumber(ARGV[2])
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCRBY', KEYS[1], delta) end
 if ARGV[3] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then redis.call('INCRBY', KEYS[2], -delta) end
-for i = 4, #KEYS do
+for i = 5, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('INCRBY', KEYS[i], delta) end
 end
 if ARGV[4] ~= '' then redis.call('XADD', KEYS[3], '*', 'e', ARGV[4]) end
+return 1
+"""
+
+# Release one stale hold (its request's process died): give the amount back
+# to every mirror it was taken from. KEYS: hold registry. ARGV: member.
+RELEASE_STALE = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+local h = cjson.decode(ARGV[1])
+for _, key in ipairs(h.give) do
+  if redis.call('EXISTS', key) == 1 then redis.call('INCRBY', key, h.a) end
+end
+if h.u ~= '' and redis.call('EXISTS', h.u) == 1 then redis.call('INCRBY', h.u, -h.a) end
 return 1
 """
 
@@ -280,12 +301,22 @@ class RedisLedger:
         allow_keys = [
             allowance_key(subject, period_bounds(period, now)[0], budget) for subject, budget, period in budgets
         ]
-        keys = [balance_key(user.id), used_key(token.id), *allow_keys]
+        keys = [balance_key(user.id), used_key(token.id), HOLDS, *allow_keys]
+        member = orjson.dumps(
+            {
+                "r": os.urandom(8).hex(),
+                "a": amount,
+                "give": [balance_key(user.id), *allow_keys],
+                "u": used_key(token.id) if quota >= 0 else "",
+            }
+        ).decode()
         for _ in range(3 + len(allow_keys)):
-            result = await self._hold(keys=keys, args=[amount, quota])
+            result = await self._hold(keys=keys, args=[amount, quota, member, time.time()])
             outcome = int(result[0])
             if outcome == 2:
-                return Hold(user.id, token.id, amount, quota >= 0, tuple(b[0] for b in budgets), tuple(allow_keys))
+                return Hold(
+                    user.id, token.id, amount, quota >= 0, tuple(b[0] for b in budgets), tuple(allow_keys), member
+                )
             if outcome == 0:
                 raise insufficient_quota(
                     f"Insufficient balance: this request may cost up to {_usd(amount)}, "
@@ -315,8 +346,8 @@ class RedisLedger:
 
     async def _run_settle(self, hold: Hold, cost: int, payload: bytes) -> None:
         await self._settle(
-            keys=[balance_key(hold.user_id), used_key(hold.token_id), USAGE_STREAM, *hold.allow_keys],
-            args=[hold.amount, cost, "1" if hold.capped else "0", payload],
+            keys=[balance_key(hold.user_id), used_key(hold.token_id), USAGE_STREAM, HOLDS, *hold.allow_keys],
+            args=[hold.amount, cost, "1" if hold.capped else "0", payload, hold.member],
         )
 
     async def release(self, hold: Hold) -> None:
