@@ -21,8 +21,8 @@ import orjson
 import redis
 from django.conf import settings
 
-from relay.ledger import CREDIT, PREFIX, USAGE_GROUP, USAGE_STREAM, balance_key, decode_event, used_key
-from relay.ports import UsageEvent
+from relay.ledger import CREDIT, PREFIX, USAGE_GROUP, USAGE_STREAM, balance_key, used_key
+from relay.ports import UsageEvent, decode_event
 
 log = logging.getLogger("oneproxy.billing.mirror")
 

@@ -263,19 +263,27 @@ _REPORTED_DRIFTS = 1_000
 
 
 def settle_stranded_usage(*, min_idle_ms: int = STRANDED_AFTER_MS) -> int:
-    """Service mode: write the usage events a dead relay process left on the
-    stream (read but not acknowledged for ``min_idle_ms``, or never read
-    while no relay is alive to read them), then acknowledge and delete them;
-    returns how many were written. Writing is idempotent (request ids are
-    unique), so an event a slow-but-alive relay also writes is charged once.
-    An event the database refuses stays on the stream, logged, for the next
-    run: usage is never dropped for a passing error.
+    """Write the usage a dead relay process left behind; returns how many
+    events were written. Writing is idempotent (request ids are unique), so
+    an event a slow-but-alive relay also writes is charged once.
 
-    Embedded mode: nothing to do. The one relay process writes each event to
-    the database itself before the response's last byte; no queue outlives it.
+    Service mode: events on the Redis stream read but not acknowledged for
+    ``min_idle_ms``, or never read while no relay is alive to read them; they
+    are acknowledged and deleted once written. An event the database refuses
+    stays on the stream, logged, for the next run: usage is never dropped.
+
+    Embedded mode: events in the usage outbox queued at least ``min_idle_ms``
+    ago (the live relay settles its own within a second).
     """
     if not settings.REDIS_URL:
-        return 0
+        from billing.usage_sink import settle_queued
+
+        total = 0
+        while events := settle_queued(older_than=min_idle_ms / 1000)[0]:
+            total += len(events)
+        if total:
+            log.warning("settled %d queued usage events a dead relay process left behind", total)
+        return total
     from billing import mirror
 
     settled = 0

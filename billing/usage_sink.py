@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 
-from billing.models import LedgerEntry, Token, UsageLog, User
-from relay.ports import Settled, UsageEvent
+from billing.models import LedgerEntry, Token, UsageLog, UsageOutbox, User
+from relay.ports import Settled, UsageEvent, decode_event, encode_event
+
+# Queued events settled per transaction.
+SETTLE_BATCH = 2_000
 
 
 @transaction.atomic
@@ -87,3 +91,33 @@ def _log_row(e: UsageEvent) -> UsageLog:
         stream=e.stream,
         error=e.error,
     )
+
+
+def queue_usage(events: list[UsageEvent]) -> None:
+    """Durably queue events (one small INSERT per batch): what the response
+    waits for in embedded mode. Settlement follows off the request path."""
+    now = time.time()
+    table = UsageOutbox._meta.db_table
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.executemany(
+            f"INSERT INTO {table} (payload, queued_at) VALUES (%s, %s)",
+            [(encode_event(e), now) for e in events],
+        )
+
+
+@transaction.atomic
+def settle_queued(older_than: float | None = None) -> tuple[list[UsageEvent], Settled]:
+    """Turn queued events into usage rows and charges, and drop them from the
+    queue, in one transaction (so each is settled exactly once). With
+    ``older_than`` (seconds), only events queued at least that long ago:
+    what a dead relay process left behind."""
+    rows = UsageOutbox.objects.order_by("id")
+    if older_than is not None:
+        rows = rows.filter(queued_at__lte=time.time() - older_than)
+    batch = list(rows.values_list("id", "payload")[:SETTLE_BATCH])
+    if not batch:
+        return [], Settled()
+    events = [decode_event(bytes(payload)) for _, payload in batch]
+    settled = apply_usage(events)
+    UsageOutbox.objects.filter(id__in=[row_id for row_id, _ in batch]).delete()
+    return events, settled

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from channels_app.models import Channel, ChannelKey, DisablePhrase
 from relay.channel_types import CHANNEL_TYPES
+from relay.outbound import proxy_for
 from relay.snapshot import ChannelSnap, KeySnap
 
 
@@ -41,7 +42,7 @@ def load_channels() -> list[ChannelSnap]:
                 priority=channel.priority,
                 weight=max(channel.weight, 1),
                 config=dict(channel.config),
-                proxy_url=channel.proxy_url or None,
+                proxy_url=proxy_for(channel.effective_base_url, channel.proxy_url),
                 include_usage=channel.include_usage,
                 connect_timeout=channel.connect_timeout,
                 first_byte_timeout=channel.first_byte_timeout,

@@ -109,14 +109,13 @@ class Relay:
         self.db: DbWorker | None = None
         self.ledger: Ledger | None = None
         self._background: list[asyncio.Task] = []
-        self._oneshots: set[asyncio.Task] = set()
         self._redis = None
 
     # --- lifecycle --------------------------------------------------------
 
     async def startup(self) -> None:
         self.db = DbWorker(self.backend, self._on_settled)
-        self.db.start()
+        self.db.start(settle_queued=not self.config.redis_url)
         if self.config.redis_url:
             import redis.asyncio as aioredis
 
@@ -135,17 +134,17 @@ class Relay:
             self.ledger = MemoryLedger(self.db)
         self._install(await self.db.run(self.backend.load_snapshot))
         # No connection cap (streams must never queue behind each other);
-        # trust_env honours HTTP(S)_PROXY for outbound traffic.
+        # Proxies come resolved in the snapshot (relay/outbound.py), so no
+        # per-request environment lookups (trust_env would cost two thread hops).
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
             timeout=aiohttp.ClientTimeout(total=None),
-            trust_env=True,
+            trust_env=False,
         )
         self._background.append(asyncio.create_task(self._poll_config()))
         self._background.append(asyncio.create_task(self._flush_key_stats()))
 
     async def shutdown(self) -> None:
-        await asyncio.gather(*self._oneshots, return_exceptions=True)
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -394,7 +393,7 @@ class Relay:
                     call.reached = call.reached or failure.reached
                     last = failure
                     self.pool.used(key, ok=False, latency_ms=None)
-                    self._transition(self.pool.judge(key, failure.verdict))
+                    await self._transition(self.pool.judge(key, failure.verdict))
                     if failure.verdict.fault == "request":
                         raise self._client_error(failure) from None
         if last is not None:
@@ -416,8 +415,9 @@ class Relay:
             code="no_available_key",
         )
 
-    def _transition(self, transition: keystate.Transition | None) -> None:
-        """Persist a key's new state and tell the other relay processes."""
+    async def _transition(self, transition: keystate.Transition | None) -> None:
+        """Persist a key's new state and tell the other relay processes
+        before retrying (a rare path: one Redis round trip is worth it)."""
         if transition is None:
             return
         log.warning(
@@ -428,12 +428,7 @@ class Relay:
         if self._redis is not None:
             from relay.keybus import publish
 
-            self._background_once(publish(self._redis, transition))
-
-    def _background_once(self, coro) -> None:  # type: ignore[no-untyped-def]
-        task = asyncio.create_task(coro)
-        self._oneshots.add(task)
-        task.add_done_callback(self._oneshots.discard)
+            await publish(self._redis, transition)
 
     def _client_error(self, failure: UpstreamFailure) -> RelayError:
         verdict = failure.verdict

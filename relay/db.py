@@ -2,8 +2,11 @@
 
 Snapshot loads and usage writes run there in order, so the relay's view of
 balances always moves through the same sequence of states as the database.
-Usage events are written in batches (group commit): while one batch is in
-the database the next one gathers.
+
+Embedded mode, per request: the usage event is durably queued (a small
+INSERT, group-committed: while one batch is in the database the next one
+gathers) and the response waits only for that. Settlement — usage rows,
+charges, balances — follows in larger batches a moment later.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from relay.ports import Backend, Settled, UsageEvent
 log = logging.getLogger("oneproxy.relay.db")
 T = TypeVar("T")
 BATCH = 500
+# How often queued usage is settled (embedded mode); within DESIGN's ~1 s.
+SETTLE_EVERY = 0.25
 
 
 class DbWorker:
@@ -29,14 +34,19 @@ class DbWorker:
         self._pending: list[tuple[UsageEvent, asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
+        self._settler: asyncio.Task[None] | None = None
         self._closing = False
         self._writes: set[asyncio.Task[None]] = set()
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    def start(self) -> None:
+    def start(self, *, settle_queued: bool) -> None:
+        """``settle_queued``: embedded mode, where this process settles the
+        usage it queued (service mode settles from the Redis stream)."""
         self._flusher = asyncio.create_task(self._flush_forever(), name="oneproxy-usage-flusher")
+        if settle_queued:
+            self._settler = asyncio.create_task(self._settle_forever(), name="oneproxy-usage-settler")
 
     def submit_usage(self, event: UsageEvent) -> asyncio.Future[None]:
         """Queue one usage event; the future resolves once it is committed."""
@@ -69,7 +79,7 @@ class DbWorker:
             batch, self._pending = self._pending[:BATCH], self._pending[BATCH:]
             events = [event for event, _ in batch]
             try:
-                settled = await self.run(self.backend.apply_usage, events)
+                await self.run(self.backend.queue_usage, events)
             except Exception:
                 # Keep the events and try again: usage is never dropped.
                 log.exception("writing %d usage events failed; retrying in %.1fs", len(events), delay)
@@ -78,10 +88,28 @@ class DbWorker:
                 delay = min(delay * 2, 5.0)
                 continue
             delay = 0.1
-            self._on_settled(events, settled)
             for _, future in batch:
                 if not future.done():
                     future.set_result(None)
+
+    async def _settle_forever(self) -> None:
+        while True:
+            await self.settle_now()
+            await asyncio.sleep(SETTLE_EVERY)
+
+    async def settle_now(self) -> int:
+        """Settle everything queued so far; returns how many events."""
+        done = 0
+        while True:
+            try:
+                events, settled = await self.run(self.backend.settle_queued)
+            except Exception:
+                log.exception("settling queued usage failed; retrying shortly")
+                return done
+            if not events:
+                return done
+            self._on_settled(events, settled)
+            done += len(events)
 
     async def close(self) -> None:
         """Flush what is queued (a clean shutdown loses nothing), then stop."""
@@ -90,5 +118,9 @@ class DbWorker:
         await asyncio.gather(*self._writes, return_exceptions=True)
         if self._flusher is not None:
             await self._flusher
+        if self._settler is not None:
+            self._settler.cancel()
+            await asyncio.gather(self._settler, return_exceptions=True)
+            await self.settle_now()
         await self.run(self.backend.close)
         self._executor.shutdown(wait=True)

@@ -22,7 +22,7 @@ import orjson
 from relay.db import DbWorker
 from relay.errors import insufficient_quota
 from relay.periods import period_bounds
-from relay.ports import Settled, UsageEvent
+from relay.ports import Settled, UsageEvent, encode_event
 from relay.snapshot import Snapshot, TokenSnap, UserSnap
 
 log = logging.getLogger("oneproxy.relay.ledger")
@@ -101,11 +101,14 @@ class MemoryLedger:
 
     def on_settled(self, events: list[UsageEvent], settled: Settled) -> None:
         for event in events:
+            # Only events charged here: a queue left by a dead process is
+            # already missing from the balances this process loaded.
+            if self._unwritten_cost.pop(event.request_id, None) is None:
+                continue
             self._unwritten[event.user_id] = self._unwritten.get(event.user_id, 0) - event.cost
             if event.token_id is not None:
                 self._token_unwritten[event.token_id] = self._token_unwritten.get(event.token_id, 0) - event.cost
             self._subjects_of.pop(event.request_id, None)
-            self._unwritten_cost.pop(event.request_id, None)
         self._balance.update(settled.balances)
         self._used.update(settled.token_used)
 
@@ -158,11 +161,11 @@ class MemoryLedger:
         self._unwritten[hold.user_id] = self._unwritten.get(hold.user_id, 0) + event.cost
         if event.token_id is not None:
             self._token_unwritten[event.token_id] = self._token_unwritten.get(event.token_id, 0) + event.cost
+        self._unwritten_cost[event.request_id] = event.cost
         if hold.subjects:
             for subject in hold.subjects:
                 self._spent[subject] = self._spent.get(subject, 0) + event.cost
             self._subjects_of[event.request_id] = hold.subjects
-            self._unwritten_cost[event.request_id] = event.cost
         await self.db.submit_usage(event)
 
 
@@ -257,18 +260,6 @@ CREDIT = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCRBY', KEYS[1], ARGV[1]) end
 return false
 """
-
-
-def encode_event(event: UsageEvent) -> bytes:
-    return orjson.dumps(event)
-
-
-def decode_event(raw: bytes) -> UsageEvent:
-    from relay.metering import Usage
-
-    data = orjson.loads(raw)
-    data["usage"] = Usage(**data["usage"])
-    return UsageEvent(**data)
 
 
 class RedisLedger:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import orjson
+
 from relay.metering import Usage
 from relay.snapshot import Snapshot
 
@@ -43,6 +45,16 @@ class Settled:
     token_used: dict[int, int] = field(default_factory=dict)  # token id → µUSD
 
 
+def encode_event(event: UsageEvent) -> bytes:
+    return orjson.dumps(event)
+
+
+def decode_event(raw: bytes) -> UsageEvent:
+    data = orjson.loads(raw)
+    data["usage"] = Usage(**data["usage"])
+    return UsageEvent(**data)
+
+
 class Backend(Protocol):
     """Synchronous database work; the relay runs it in its one DB thread."""
 
@@ -51,6 +63,12 @@ class Backend(Protocol):
     def load_snapshot(self) -> Snapshot: ...
 
     def apply_usage(self, events: list[UsageEvent]) -> Settled: ...
+
+    def queue_usage(self, events: list[UsageEvent]) -> None:
+        """Durably queue events (embedded mode); settle_queued writes them."""
+
+    def settle_queued(self) -> tuple[list[UsageEvent], Settled]:
+        """Settle a batch of queued events: (the events, balances after)."""
 
     def balances(self, user_ids: list[int], token_ids: list[int]) -> Settled: ...
 

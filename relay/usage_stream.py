@@ -14,7 +14,8 @@ import os
 import socket
 
 from relay.db import DbWorker
-from relay.ledger import USAGE_GROUP, USAGE_STREAM, decode_event
+from relay.ledger import USAGE_GROUP, USAGE_STREAM
+from relay.ports import decode_event
 
 log = logging.getLogger("oneproxy.relay.usage")
 

@@ -17,7 +17,7 @@ from django.conf import settings
 __all__ = ["Gateway", "gateway", "relay_process", "relay_setup", "spawn_relay", "wait_for"]
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.05) -> object:
+def wait_for(predicate: Callable[[], object], timeout: float = 15.0, interval: float = 0.05) -> object:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -58,10 +58,17 @@ def _flush_redis() -> None:
 
 @pytest.fixture
 def gateway(transactional_db) -> Iterator[Gateway]:  # type: ignore[no-untyped-def]
+    import os
+
     from oneproxy.asgi import build
     from oneproxy.relay_backend import DjangoBackend, relay_config
+    from relay import ledger
     from relay.app import Relay
 
+    # relay.ledger reads its Redis prefix once, at import: importing it while
+    # Django sets up (before conftest gives each xdist worker its prefix)
+    # would make the workers share keys and flush each other's.
+    assert ledger.PREFIX == os.environ["ONEPROXY_REDIS_PREFIX"], "relay.ledger imported before conftest ran"
     _flush_redis()
     relay = Relay(relay_config(), DjangoBackend())
     server = uvicorn.Server(

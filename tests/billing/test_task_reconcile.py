@@ -152,7 +152,8 @@ def test_a_mirror_that_moves_is_never_released(leaked, redis_client) -> None:  #
 @pytest.mark.django_db
 def test_a_user_with_usage_on_the_stream_is_left_alone(leaked, redis_client) -> None:  # type: ignore[no-untyped-def]
     # given: a settled request of bob's is still queued for the database
-    from relay.ledger import USAGE_STREAM, encode_event
+    from relay.ledger import USAGE_STREAM
+    from relay.ports import encode_event
 
     bob, _ = leaked
     redis_client.xadd(USAGE_STREAM, {"e": encode_event(usage_event(bob.pk, 300_000))})

@@ -1,4 +1,5 @@
-"""billing.settle_usage: usage a dead relay process left on the Redis stream is written, once."""
+"""billing.settle_usage: usage a dead relay process left behind (on the Redis
+stream, or in the embedded usage outbox) is written, once."""
 
 from __future__ import annotations
 
@@ -11,17 +12,34 @@ from tests.billing.events import usage_event
 
 @pytest.mark.embedded
 @pytest.mark.django_db
-def test_embedded_mode_has_nothing_to_settle() -> None:
-    # when / then: the relay writes usage to the database itself
+def test_embedded_mode_settles_what_a_dead_relay_left_in_the_outbox(make_user) -> None:
+    # given: two events a relay queued and died before settling: one old, one fresh
+    import time
+
+    from billing.models import UsageOutbox
+    from billing.usage_sink import queue_usage
+
+    user, _ = make_user("ghost")
+    old, fresh = usage_event(user.pk, 500), usage_event(user.pk, 700)
+    queue_usage([old])
+    UsageOutbox.objects.update(queued_at=time.time() - 120)
+    queue_usage([fresh])
+    # when
+    written = tasks.settle_usage.apply().get()
+    # then: only the old one (a live relay settles its own within a second), once
+    assert written == 1
+    assert list(UsageLog.objects.values_list("request_id", flat=True)) == [old.request_id]
+    assert LedgerEntry.objects.filter(usage__request_id=old.request_id).count() == 1
+    assert UsageOutbox.objects.count() == 1
     assert tasks.settle_usage() == 0
-    assert tasks.settle_usage.apply().get() == 0
 
 
 @pytest.fixture
 def stream(redis_client):  # type: ignore[no-untyped-def]
     """The usage stream with its consumer group, and helpers to play a relay."""
     from billing import mirror
-    from relay.ledger import USAGE_GROUP, USAGE_STREAM, encode_event
+    from relay.ledger import USAGE_GROUP, USAGE_STREAM
+    from relay.ports import encode_event
 
     mirror.ensure_group()
 
