@@ -58,3 +58,39 @@ check: lint test
 
 clean:
 	rm -rf $(VENV) data/test-embedded data/test-service
+
+# --- benchmark (bench/, docs/BENCHMARKS.md) -----------------------------------
+# `make bench` measures oneproxy against the direct upstream, the bare
+# pass-through floor and LiteLLM Proxy, and writes docs/BENCHMARKS.md with
+# plots (< 10 minutes). It installs nginx and wrk with apt-get when missing
+# (root, Debian) and keeps its tools in .venv-bench, LiteLLM in .venv-litellm:
+# none of them is a runtime dependency of oneproxy.
+BENCH_VENV := .venv-bench
+LITELLM_VENV := .venv-litellm
+LITELLM_VERSION := 1.110.2
+
+.PHONY: bench bench-peers
+
+$(BENCH_VENV)/.installed: bench/requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q -r bench/requirements.txt
+	touch $@
+
+bench: $(VENV)/.runtime $(BENCH_VENV)/.installed
+	@command -v nginx >/dev/null && command -v wrk >/dev/null || \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx wrk || \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx wrk; }
+	@# LiteLLM is optional: if it cannot be installed the report says so and the rest runs.
+	-@$(MAKE) --no-print-directory bench-peers
+	$(BENCH_VENV)/bin/python -m bench.run
+
+# LiteLLM's [proxy] extra does not resolve from the package index here, so
+# litellm goes in without its dependencies, then the pinned set it runs with.
+bench-peers: $(LITELLM_VENV)/.installed
+
+$(LITELLM_VENV)/.installed: bench/litellm-requirements.txt
+	rm -rf $(LITELLM_VENV)
+	$(PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/pip install -q --no-deps litellm==$(LITELLM_VERSION)
+	$(LITELLM_VENV)/bin/pip install -q -r bench/litellm-requirements.txt
+	touch $@
