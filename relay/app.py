@@ -10,6 +10,7 @@ No Django request machinery and no synchronous database call on this path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -41,6 +42,7 @@ BILLING_ENDPOINTS = frozenset({"dashboard/billing/subscription", "dashboard/bill
 # Prompts up to this many characters are counted with the tokenizer for the
 # hold; longer ones are estimated at 3 characters a token (cheap, generous).
 TOKENIZE_UP_TO = 16_000
+_NO_DEADLINE = contextlib.nullcontext()
 SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
 # How much of a stream is kept to count tokens when the upstream reports none.
 DELIVERED_KEEP = 1 << 20
@@ -461,8 +463,14 @@ class Relay:
             sock_connect=channel.connect_timeout,
             sock_read=channel.idle_timeout if call.stream else channel.first_byte_timeout,
         )
+        # Non-stream: sock_read bounds the wait for the first byte and every
+        # read after it. Streams read with the idle timeout, so the first byte
+        # gets its own deadline.
+        deadline = (
+            asyncio.timeout(channel.connect_timeout + channel.first_byte_timeout) if call.stream else _NO_DEADLINE
+        )
         try:
-            async with asyncio.timeout(channel.connect_timeout + channel.first_byte_timeout):
+            async with deadline:
                 response = await self.session.post(
                     openai_adapter.upstream_url(channel, call.endpoint),
                     data=body,

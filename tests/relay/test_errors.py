@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import openai
@@ -133,3 +134,32 @@ def test_client_disconnect_cancels_the_upstream_stream_and_bills_what_was_sent(r
     row = wait_for(lambda: UsageLog.objects.first(), timeout=5)
     assert row.error == "client disconnected" and row.stream
     assert row.completion_tokens >= 1 and row.cost > 0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_first_byte_timeout_is_a_504_and_the_server_keeps_serving(relay_setup, gateway, stream):
+    from channels_app.models import Channel
+
+    # given: an upstream slower than the channel's first-byte timeout
+    Channel.objects.filter(pk=relay_setup["channel"].pk).update(first_byte_timeout=0.5, idle_timeout=0.5)
+    relay_setup["emulator"].set_key_behaviour("sk-upstream-good", "slow", delay=3)
+    gateway.reload()
+    body = {"model": "gpt-4o-mini", "stream": stream, "messages": [{"role": "user", "content": "x"}]}
+    # when
+    started = time.monotonic()
+    response = requests.post(
+        f"{gateway.base_url}/chat/completions",
+        json=body,
+        timeout=10,
+        headers={"Authorization": f"Bearer {relay_setup['key']}"},
+    )
+    # then: the documented timeout error, within the deadline (one retry on the same single key is not possible)
+    assert_error(response, 504, "upstream_timeout")
+    assert time.monotonic() - started < 2.5
+    relay_setup["emulator"].set_key_behaviour("sk-upstream-good", "ok")
+    assert (
+        post(
+            gateway, relay_setup["key"], b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "a"}]}'
+        ).status_code
+        == 200
+    )
