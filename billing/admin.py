@@ -180,13 +180,27 @@ class LiveFilter(admin.SimpleListFilter):
         return queryset.filter(deleted_at__isnull=True)
 
 
-def drop_protected(result: tuple[Any, Any, Any, Any]) -> tuple[Any, Any, Any, list[Any]]:
-    """For soft-deletable rows (channels, keys, tokens): usage that protects a
-    row makes the service hide it instead of deleting it, so that usage must
-    not block the delete page, nor count as something the user must be
-    allowed to delete."""
-    deleted, model_count, perms_needed, _protected = result
-    return deleted, model_count, perms_needed - {UsageLog._meta.verbose_name}, []
+class SoftDeleteAdminMixin:
+    """Channels, keys and tokens: deleting goes through the app's service
+    (``soft_delete``), which hides a used row instead of deleting it, so
+    usage history keeps pointing at it. The usage that protects such a row
+    must then not block the delete page, nor count as something the user must
+    be allowed to delete."""
+
+    @staticmethod
+    def soft_delete(obj: Any) -> None:
+        raise NotImplementedError
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        self.soft_delete(obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for obj in queryset:
+            self.soft_delete(obj)
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        deleted, model_count, perms_needed, _protected = super().get_deleted_objects(objs, request)  # type: ignore[misc]
+        return deleted, model_count, perms_needed - {UsageLog._meta.verbose_name}, []
 
 
 def usd(micro: int | None) -> str | None:
@@ -598,8 +612,9 @@ _LIMITS = ("rpm_limit", "tpm_limit", "rpd_limit", "concurrency_limit")
 
 
 @admin.register(Token)
-class TokenAdmin(TeamScopedAdmin):
+class TokenAdmin(SoftDeleteAdminMixin, TeamScopedAdmin):
     form = TokenForm
+    soft_delete = staticmethod(services.delete_token)
     list_display = (
         "name",
         "key_prefix",
@@ -682,16 +697,6 @@ class TokenAdmin(TeamScopedAdmin):
             request,
             format_html("Token key: <code>{}</code> — copy it now, it will not be shown again.", key),
         )
-
-    def delete_model(self, request: HttpRequest, obj: Token) -> None:
-        services.delete_token(obj)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Token]) -> None:
-        for token in queryset:
-            services.delete_token(token)
-
-    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
-        return drop_protected(super().get_deleted_objects(objs, request))
 
     @admin.display(description="quota", ordering="quota")
     def quota_usd(self, obj: Token) -> str | None:

@@ -21,8 +21,8 @@ from billing.admin import (
     LiveFilter,
     OperatorOnlyAdmin,
     ReadOnlyAdminMixin,
+    SoftDeleteAdminMixin,
     StringListField,
-    drop_protected,
     is_operator,
 )
 from billing.models import Group
@@ -179,9 +179,10 @@ class ChannelKeyInline(admin.TabularInline):
 
 
 @admin.register(Channel)
-class ChannelAdmin(OperatorOnlyAdmin):
+class ChannelAdmin(SoftDeleteAdminMixin, OperatorOnlyAdmin):
     form = ChannelForm
     inlines = (ChannelKeyInline,)
+    soft_delete = staticmethod(services.delete_channel)
     list_display = ("name", "type", "status", "priority", "weight", "models_short", "groups_short", "keys_health")
     list_filter = ("type", "status", LiveFilter)
     search_fields = ("name",)
@@ -244,16 +245,6 @@ class ChannelAdmin(OperatorOnlyAdmin):
             services.delete_key(key)
         return None
 
-    def delete_model(self, request: HttpRequest, obj: Channel) -> None:
-        services.delete_channel(obj)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
-        for channel in queryset:
-            services.delete_channel(channel)
-
-    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
-        return drop_protected(super().get_deleted_objects(objs, request))
-
     @admin.display(description="models")
     def models_short(self, obj: Channel) -> str:
         shown = ", ".join(obj.models[:3])
@@ -301,7 +292,8 @@ class ChannelAdmin(OperatorOnlyAdmin):
 
 
 @admin.register(ChannelKey)
-class ChannelKeyAdmin(OperatorOnlyAdmin):
+class ChannelKeyAdmin(SoftDeleteAdminMixin, OperatorOnlyAdmin):
+    soft_delete = staticmethod(services.delete_key)
     list_display = (
         "id",
         "channel",
@@ -365,16 +357,6 @@ class ChannelKeyAdmin(OperatorOnlyAdmin):
         super().save_model(request, obj, form, change)
         if "state" in form.changed_data:
             services.set_key_state(obj, obj.state, _actor_reason(request))
-
-    def delete_model(self, request: HttpRequest, obj: ChannelKey) -> None:
-        services.delete_key(obj)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ChannelKey]) -> None:
-        for key in queryset:
-            services.delete_key(key)
-
-    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
-        return drop_protected(super().get_deleted_objects(objs, request))
 
     @admin.display(description="last error")
     def last_error_short(self, obj: ChannelKey) -> str:
