@@ -181,8 +181,8 @@ class Relay:
                     log.exception("writing key usage stats failed")
 
     def _on_settled(self, events: list[UsageEvent], settled: Settled) -> None:
-        if isinstance(self.ledger, MemoryLedger):
-            self.ledger.on_settled(events, settled)
+        assert self.ledger is not None
+        self.ledger.on_settled(events, settled)
 
     async def _poll_config(self) -> None:
         """Reload snapshots when the config version row moves (≤ poll interval)."""

@@ -67,6 +67,9 @@ def _budget_refusal(subject: Subject, period: str, amount: int, left: int) -> Ex
 class Ledger(Protocol):
     def on_snapshot(self, snapshot: Snapshot) -> None: ...
 
+    def on_settled(self, events: list[UsageEvent], settled: Settled) -> None:
+        """Usage this process queued has reached the database."""
+
     async def hold(self, user: UserSnap, token: TokenSnap, amount: int) -> Hold: ...
 
     async def settle(self, hold: Hold, event: UsageEvent) -> None: ...
@@ -271,6 +274,9 @@ class RedisLedger:
 
     def on_snapshot(self, snapshot: Snapshot) -> None:
         pass  # Redis is the live view; the database only seeds missing mirrors.
+
+    def on_settled(self, events: list[UsageEvent], settled: Settled) -> None:
+        pass  # settlement moved the mirrors already, in the same Lua call
 
     async def _seed(self, user_id: int, token_id: int | None) -> None:
         settled = await self.db.run(self.db.backend.balances, [user_id], [token_id] if token_id else [])
