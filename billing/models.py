@@ -196,18 +196,6 @@ class LedgerEntry(dj.Model):
         super().save(*args, **kwargs)
 
 
-class UsageOutbox(dj.Model):
-    """Embedded mode: usage events durably queued before the response's last
-    byte, turned into UsageLog rows and charges in batches right after (and,
-    if the relay process died first, by billing.settle_usage)."""
-
-    payload = dj.BinaryField(help_text="The relay's UsageEvent, JSON.")
-    queued_at = dj.FloatField(help_text="Epoch seconds.")
-
-    def __str__(self) -> str:
-        return f"queued usage {self.pk}"
-
-
 class UsageLog(dj.Model):
     """One row per request that reached an upstream."""
 

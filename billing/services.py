@@ -272,17 +272,16 @@ def settle_stranded_usage(*, min_idle_ms: int = STRANDED_AFTER_MS) -> int:
     are acknowledged and deleted once written. An event the database refuses
     stays on the stream, logged, for the next run: usage is never dropped.
 
-    Embedded mode: events in the usage outbox queued at least ``min_idle_ms``
-    ago (the live relay settles its own within a second).
+    Embedded mode: the usage journals (relay/journal.py) no live relay
+    process holds; a live one settles its own within a second.
     """
     if not settings.REDIS_URL:
-        from billing.usage_sink import settle_queued
+        from billing.usage_sink import journal_dir
+        from relay.journal import replay_orphans
 
-        total = 0
-        while events := settle_queued(older_than=min_idle_ms / 1000)[0]:
-            total += len(events)
+        total = replay_orphans(journal_dir(), _write_journaled)
         if total:
-            log.warning("settled %d queued usage events a dead relay process left behind", total)
+            log.warning("settled %d journaled usage events a dead relay process left behind", total)
         return total
     from billing import mirror
 
@@ -294,6 +293,14 @@ def settle_stranded_usage(*, min_idle_ms: int = STRANDED_AFTER_MS) -> int:
     if settled:
         log.warning("settled %d usage events left on the stream by a dead relay process", settled)
     return settled
+
+
+def _write_journaled(events: list[UsageEvent]) -> None:
+    """Write a replayed journal batch; raise if any event was refused, so the
+    journal keeps it (what could be written is written, once)."""
+    written = _write_usage([(event.request_id.encode(), event) for event in events])
+    if len(written) < len(events):
+        raise RuntimeError(f"{len(events) - len(written)} usage events could not be written")
 
 
 def _write_usage(batch: list[tuple[bytes, UsageEvent | None]]) -> list[bytes]:

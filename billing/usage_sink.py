@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import DateTimeField, DecimalField
 
-from billing.models import LedgerEntry, Token, UsageLog, UsageOutbox, User
-from relay.ports import Settled, UsageEvent, decode_event, encode_event
-
-# Queued events settled per transaction.
-SETTLE_BATCH = 2_000
+from billing.models import LedgerEntry, Token, UsageLog, User
+from relay.ports import Settled, UsageEvent
 
 
 @transaction.atomic
@@ -167,31 +165,11 @@ def _log_values(e: UsageEvent) -> tuple:  # type: ignore[type-arg]
     )
 
 
-def queue_usage(events: list[UsageEvent]) -> None:
-    """Durably queue events (one small INSERT per batch): what the response
-    waits for in embedded mode. Settlement follows off the request path."""
-    now = time.time()
-    table = UsageOutbox._meta.db_table
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.executemany(
-            f"INSERT INTO {table} (payload, queued_at) VALUES (%s, %s)",
-            [(encode_event(e), now) for e in events],
-        )
-
-
-@transaction.atomic
-def settle_queued(older_than: float | None = None) -> tuple[list[UsageEvent], Settled]:
-    """Turn queued events into usage rows and charges, and drop them from the
-    queue, in one transaction (so each is settled exactly once). With
-    ``older_than`` (seconds), only events queued at least that long ago:
-    what a dead relay process left behind."""
-    rows = UsageOutbox.objects.order_by("id")
-    if older_than is not None:
-        rows = rows.filter(queued_at__lte=time.time() - older_than)
-    batch = list(rows.values_list("id", "payload")[:SETTLE_BATCH])
-    if not batch:
-        return [], Settled()
-    events = [decode_event(bytes(payload)) for _, payload in batch]
-    settled = apply_usage(events)
-    UsageOutbox.objects.filter(id__in=[row_id for row_id, _ in batch]).delete()
-    return events, settled
+def journal_dir() -> Path:
+    """Where embedded mode's relay journals usage (relay/journal.py): beside
+    the database it is settled into, so each database has its own."""
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        path = Path(db["NAME"])
+        return path.with_name(path.name + "-usage")
+    return settings.DATA_DIR / f"usage-{db.get('HOST') or 'local'}-{db.get('PORT') or ''}-{db['NAME']}"

@@ -43,14 +43,6 @@ class DjangoBackend:
         close_old_connections()
         return usage_sink.apply_usage(events)
 
-    def queue_usage(self, events: list[UsageEvent]) -> None:
-        close_old_connections()
-        usage_sink.queue_usage(events)
-
-    def settle_queued(self) -> tuple[list[UsageEvent], Settled]:
-        close_old_connections()
-        return usage_sink.settle_queued()
-
     def balances(self, user_ids: list[int], token_ids: list[int]) -> Settled:
         close_old_connections()
         return usage_sink.current_balances(user_ids, token_ids)
@@ -79,4 +71,5 @@ def relay_config() -> RelayConfig:
         retry_count=settings.ONEPROXY_RETRY_COUNT,
         default_max_tokens=settings.ONEPROXY_DEFAULT_MAX_TOKENS,
         redis_url=settings.REDIS_URL,
+        journal_dir=None if settings.REDIS_URL else usage_sink.journal_dir(),
     )

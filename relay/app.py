@@ -16,6 +16,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 import orjson
@@ -25,11 +26,13 @@ from relay import keystate, tokenizer
 from relay.db import DbWorker
 from relay.errors import RelayError, bad_request, forbidden, mask_secrets, model_not_found, unauthorized
 from relay.http import ClientGone, Receive, Scope, Send, client_ip, header, read_body, send_response
+from relay.journal import Journal
 from relay.keypool import STATS_FLUSH_SECONDS, KeyPool
 from relay.ledger import Hold, Ledger, MemoryLedger, RedisLedger
 from relay.metering import Usage, cost_micro, hold_micro, usage_from_openai
 from relay.ports import Backend, Settled, UsageEvent
 from relay.providers import openai as openai_adapter
+from relay.resp import RespClient
 from relay.routing import candidate_channels
 from relay.snapshot import ChannelSnap, KeySnap, Snapshot, TokenSnap, UserSnap
 
@@ -56,6 +59,8 @@ class RelayConfig:
     default_max_tokens: int
     redis_url: str | None = None
     poll_interval: float = 1.0
+    # Embedded mode's usage journal (relay/journal.py); service mode queues on Redis.
+    journal_dir: Path | None = None
 
 
 async def listen_ready(tasks: list[asyncio.Task], listener) -> None:  # type: ignore[no-untyped-def]
@@ -112,12 +117,12 @@ class Relay:
         self.ledger: Ledger | None = None
         self._background: list[asyncio.Task] = []
         self._redis = None
+        self._fast_redis: RespClient | None = None
 
     # --- lifecycle --------------------------------------------------------
 
     async def startup(self) -> None:
         self.db = DbWorker(self.backend, self._on_settled)
-        self.db.start(settle_queued=not self.config.redis_url)
         if self.config.redis_url:
             import redis.asyncio as aioredis
 
@@ -125,7 +130,8 @@ class Relay:
             # connection is busy: Redis calls are sub-millisecond.
             pool = aioredis.BlockingConnectionPool.from_url(self.config.redis_url, max_connections=64, timeout=10)
             self._redis = aioredis.Redis(connection_pool=pool)
-            self.ledger = RedisLedger(self._redis, self.db)
+            self._fast_redis = RespClient.from_url(self.config.redis_url)
+            self.ledger = RedisLedger(self._redis, self._fast_redis, self.db)
             from relay.usage_stream import consume_usage
 
             self._background.append(asyncio.create_task(consume_usage(self._redis, self.db)))
@@ -133,7 +139,9 @@ class Relay:
 
             await listen_ready(self._background, functools.partial(listen, self._redis, self.pool))
         else:
+            assert self.config.journal_dir is not None, "embedded mode needs a usage journal directory"
             self.ledger = MemoryLedger(self.db)
+            await self.db.start_journal(Journal(self.config.journal_dir))
         self._install(await self.db.run(self.backend.load_snapshot))
         # No connection cap (streams must never queue behind each other);
         # Proxies come resolved in the snapshot (relay/outbound.py), so no
@@ -156,6 +164,8 @@ class Relay:
             await self.db.close()
         if self._redis is not None:
             await self._redis.aclose()
+        if self._fast_redis is not None:
+            await self._fast_redis.aclose()
 
     async def reload(self) -> None:
         """Load a fresh snapshot now (tests; the poller does this by itself)."""

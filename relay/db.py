@@ -3,27 +3,32 @@
 Snapshot loads and usage writes run there in order, so the relay's view of
 balances always moves through the same sequence of states as the database.
 
-Embedded mode, per request: the usage event is durably queued (a small
-INSERT, group-committed: while one batch is in the database the next one
-gathers) and the response waits only for that. Settlement — usage rows,
-charges, balances — follows in larger batches a moment later.
+Embedded mode, per request: the usage event is appended to the journal
+(relay/journal.py) and kept in memory; the response waits for nothing else.
+Settlement (usage rows, charges, balances) follows in batches a moment
+later, in this thread. Service mode queues usage on a Redis stream instead
+(relay/ledger.py) and settles from there (relay/usage_stream.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from relay.journal import Journal, replay_orphans
 from relay.ports import Backend, Settled, UsageEvent
 
 log = logging.getLogger("oneproxy.relay.db")
 T = TypeVar("T")
-BATCH = 500
-# How often queued usage is settled (embedded mode); within DESIGN's ~1 s.
+BATCH = 2_000
+# How often journaled usage is settled (embedded mode); within DESIGN's ~1 s.
 SETTLE_EVERY = 0.25
+# Waits before retrying events the database refused, growing to the last one.
+RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0, 15.0, 30.0)
 
 
 class DbWorker:
@@ -31,29 +36,31 @@ class DbWorker:
         self.backend = backend
         self._on_settled = on_settled
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oneproxy-db")
-        self._pending: list[tuple[UsageEvent, asyncio.Future[None]]] = []
-        self._wake = asyncio.Event()
-        self._flusher: asyncio.Task[None] | None = None
+        self._journal: Journal | None = None
+        self._pending: list[tuple[UsageEvent, int]] = []  # (event, journal segment)
+        self._stuck: list[tuple[UsageEvent, int]] = []  # refused by the database, retried with backoff
+        self._failures = 0
+        self._retry_at = 0.0
         self._settler: asyncio.Task[None] | None = None
-        self._closing = False
         self._writes: set[asyncio.Task[None]] = set()
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    def start(self, *, settle_queued: bool) -> None:
-        """``settle_queued``: embedded mode, where this process settles the
-        usage it queued (service mode settles from the Redis stream)."""
-        self._flusher = asyncio.create_task(self._flush_forever(), name="oneproxy-usage-flusher")
-        if settle_queued:
-            self._settler = asyncio.create_task(self._settle_forever(), name="oneproxy-usage-settler")
+    async def start_journal(self, journal: Journal) -> None:
+        """Embedded mode: first settle what dead processes left in the
+        journal directory, then journal and settle this process's usage."""
+        replayed = await self.run(replay_orphans, journal.directory, self.backend.apply_usage)
+        if replayed:
+            log.warning("settled %d usage events a dead relay process left in %s", replayed, journal.directory)
+        journal.open()
+        self._journal = journal
+        self._settler = asyncio.create_task(self._settle_forever(), name="oneproxy-usage-settler")
 
-    def submit_usage(self, event: UsageEvent) -> asyncio.Future[None]:
-        """Queue one usage event; the future resolves once it is committed."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((event, future))
-        self._wake.set()
-        return future
+    def submit_usage(self, event: UsageEvent) -> None:
+        """Journal one event (durable when this returns); settled shortly."""
+        assert self._journal is not None
+        self._pending.append((event, self._journal.append(event)))
 
     def submit_key_transition(self, transition) -> None:  # type: ignore[no-untyped-def]
         """Persist a key's new state in the background (rare; not batched)."""
@@ -67,60 +74,68 @@ class DbWorker:
         except Exception:
             log.exception("recording key %s -> %s failed", transition.key_id, transition.state)
 
-    async def _flush_forever(self) -> None:
-        delay = 0.1
-        while True:
-            if not self._pending:
-                if self._closing:
-                    return
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            batch, self._pending = self._pending[:BATCH], self._pending[BATCH:]
-            events = [event for event, _ in batch]
-            try:
-                await self.run(self.backend.queue_usage, events)
-            except Exception:
-                # Keep the events and try again: usage is never dropped.
-                log.exception("writing %d usage events failed; retrying in %.1fs", len(events), delay)
-                self._pending[:0] = batch
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            delay = 0.1
-            for _, future in batch:
-                if not future.done():
-                    future.set_result(None)
-
     async def _settle_forever(self) -> None:
         while True:
-            await self.settle_now()
             await asyncio.sleep(SETTLE_EVERY)
+            await self.settle_now()
+            if self._stuck and time.monotonic() >= self._retry_at:
+                stuck, self._stuck = self._stuck, []
+                await self._settle_singly(stuck)
 
     async def settle_now(self) -> int:
-        """Settle everything queued so far; returns how many events."""
+        """Settle everything journaled so far; returns how many events."""
         done = 0
-        while True:
+        while self._pending:
+            batch, self._pending = self._pending[:BATCH], self._pending[BATCH:]
             try:
-                events, settled = await self.run(self.backend.settle_queued)
+                settled = await self.run(self.backend.apply_usage, [event for event, _ in batch])
+            except asyncio.CancelledError:
+                self._pending[:0] = batch  # settled again at close: idempotent
+                raise
             except Exception:
-                log.exception("settling queued usage failed; retrying shortly")
-                return done
-            if not events:
-                return done
-            self._on_settled(events, settled)
-            done += len(events)
+                log.exception("settling %d usage events failed; settling them one by one", len(batch))
+                done += await self._settle_singly(batch)
+                continue
+            self._settled(batch, settled)
+            done += len(batch)
+        return done
+
+    async def _settle_singly(self, batch: list[tuple[UsageEvent, int]]) -> int:
+        """One transaction per event, so an event the database refuses holds
+        back only itself: it is kept (and logged), retried later with backoff,
+        and its journal segment stays on disk."""
+        stuck: list[tuple[UsageEvent, int]] = []
+        done = 0
+        for item in batch:
+            try:
+                settled = await self.run(self.backend.apply_usage, [item[0]])
+            except Exception:
+                log.exception("usage event %s cannot be settled yet; keeping it", item[0].request_id)
+                stuck.append(item)
+                continue
+            self._settled([item], settled)
+            done += 1
+        self._stuck += stuck
+        self._failures = self._failures + 1 if self._stuck else 0
+        if stuck:
+            self._retry_at = time.monotonic() + RETRY_DELAYS[min(self._failures, len(RETRY_DELAYS)) - 1]
+        return done
+
+    def _settled(self, batch: list[tuple[UsageEvent, int]], settled: Settled) -> None:
+        self._on_settled([event for event, _ in batch], settled)
+        assert self._journal is not None
+        self._journal.settled(segment for _, segment in batch)
 
     async def close(self) -> None:
-        """Flush what is queued (a clean shutdown loses nothing), then stop."""
-        self._closing = True
-        self._wake.set()
+        """Settle what is queued (a clean shutdown leaves nothing behind), then stop."""
         await asyncio.gather(*self._writes, return_exceptions=True)
-        if self._flusher is not None:
-            await self._flusher
         if self._settler is not None:
             self._settler.cancel()
             await asyncio.gather(self._settler, return_exceptions=True)
             await self.settle_now()
+            stuck, self._stuck = self._stuck, []
+            await self._settle_singly(stuck)
+        if self._journal is not None:
+            self._journal.close()
         await self.run(self.backend.close)
         self._executor.shutdown(wait=True)

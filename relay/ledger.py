@@ -23,6 +23,7 @@ from relay.db import DbWorker
 from relay.errors import insufficient_quota
 from relay.periods import period_bounds
 from relay.ports import Settled, UsageEvent, encode_event
+from relay.resp import RespClient
 from relay.snapshot import Snapshot, TokenSnap, UserSnap
 
 log = logging.getLogger("oneproxy.relay.ledger")
@@ -169,7 +170,7 @@ class MemoryLedger:
             for subject in hold.subjects:
                 self._spent[subject] = self._spent.get(subject, 0) + event.cost
             self._subjects_of[event.request_id] = hold.subjects
-        await self.db.submit_usage(event)
+        self.db.submit_usage(event)
 
 
 # --- service mode -----------------------------------------------------------
@@ -266,11 +267,14 @@ return false
 
 
 class RedisLedger:
-    def __init__(self, redis, db: DbWorker) -> None:  # type: ignore[no-untyped-def]
+    """``fast`` (relay/resp.py) carries the two Lua calls every request makes;
+    ``redis`` (redis-py) the rare rest: seeding mirrors, views."""
+
+    def __init__(self, redis, fast: RespClient, db: DbWorker) -> None:  # type: ignore[no-untyped-def]
         self.redis = redis
         self.db = db
-        self._hold = redis.register_script(_HOLD)
-        self._settle = redis.register_script(_SETTLE)
+        self._hold = fast.script(_HOLD)
+        self._settle = fast.script(_SETTLE)
 
     def on_snapshot(self, snapshot: Snapshot) -> None:
         pass  # Redis is the live view; the database only seeds missing mirrors.

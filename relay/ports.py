@@ -62,13 +62,8 @@ class Backend(Protocol):
 
     def load_snapshot(self) -> Snapshot: ...
 
-    def apply_usage(self, events: list[UsageEvent]) -> Settled: ...
-
-    def queue_usage(self, events: list[UsageEvent]) -> None:
-        """Durably queue events (embedded mode); settle_queued writes them."""
-
-    def settle_queued(self) -> tuple[list[UsageEvent], Settled]:
-        """Settle a batch of queued events: (the events, balances after)."""
+    def apply_usage(self, events: list[UsageEvent]) -> Settled:
+        """Write usage rows and charges in one transaction; idempotent by request id."""
 
     def balances(self, user_ids: list[int], token_ids: list[int]) -> Settled: ...
 

@@ -46,6 +46,17 @@ def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
         report.longrepr = f"service-mode test skipped under ONEPROXY_FAIL_ON_SKIP=1: {report.longrepr}"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _fresh_usage_journal(django_db_setup):  # type: ignore[no-untyped-def]
+    """The test database is new each run; so is its usage journal (an old
+    run's leftovers would be replayed into it)."""
+    import shutil
+
+    from billing.usage_sink import journal_dir
+
+    shutil.rmtree(journal_dir(), ignore_errors=True)
+
+
 @pytest.fixture
 def make_user(db):  # type: ignore[no-untyped-def]
     """make_user(username, role=..., team=..., group=...) → (user, access_token)."""

@@ -1,5 +1,5 @@
 """billing.settle_usage: usage a dead relay process left behind (on the Redis
-stream, or in the embedded usage outbox) is written, once."""
+stream, or in an embedded relay's usage journal) is written, once."""
 
 from __future__ import annotations
 
@@ -12,26 +12,41 @@ from tests.billing.events import usage_event
 
 @pytest.mark.embedded
 @pytest.mark.django_db
-def test_embedded_mode_settles_what_a_dead_relay_left_in_the_outbox(make_user) -> None:
-    # given: two events a relay queued and died before settling: one old, one fresh
-    import time
-
-    from billing.models import UsageOutbox
-    from billing.usage_sink import queue_usage
+def test_embedded_mode_settles_what_a_dead_relay_left_in_its_journal(make_user) -> None:
+    from billing.usage_sink import apply_usage, journal_dir
+    from relay.journal import SUFFIX, Journal
 
     user, _ = make_user("ghost")
-    old, fresh = usage_event(user.pk, 500), usage_event(user.pk, 700)
-    queue_usage([old])
-    UsageOutbox.objects.update(queued_at=time.time() - 120)
-    queue_usage([fresh])
-    # when
-    written = tasks.settle_usage.apply().get()
-    # then: only the old one (a live relay settles its own within a second), once
-    assert written == 1
-    assert list(UsageLog.objects.values_list("request_id", flat=True)) == [old.request_id]
-    assert LedgerEntry.objects.filter(usage__request_id=old.request_id).count() == 1
-    assert UsageOutbox.objects.count() == 1
-    assert tasks.settle_usage() == 0
+    # given: a relay that journaled three events and died after settling one
+    dead = Journal(journal_dir())
+    dead.open()
+    settled, left, also_left = usage_event(user.pk, 300), usage_event(user.pk, 500), usage_event(user.pk, 700)
+    apply_usage([settled])
+    dead.settled([dead.append(settled)])
+    dead.append(left)
+    dead.append(also_left)
+    dead.close()  # what death does to its flocks
+    # and: a live relay with an event of its own, not settled yet
+    live = Journal(journal_dir())
+    live.open()
+    mine = live.append(usage_event(user.pk, 900))
+    try:
+        # when
+        written = tasks.settle_usage.apply().get()
+        # then: the dead relay's journal is replayed (3 events, one of them
+        # already settled), each charged once; the live one's is left alone
+        assert written == 3
+        assert set(UsageLog.objects.values_list("request_id", flat=True)) == {
+            settled.request_id,
+            left.request_id,
+            also_left.request_id,
+        }
+        assert LedgerEntry.objects.filter(usage__request_id=settled.request_id).count() == 1
+        assert len(list(journal_dir().glob("*" + SUFFIX))) == 1
+        assert tasks.settle_usage() == 0
+    finally:
+        live.settled([mine])  # leave nothing behind for later tests
+        live.close()
 
 
 @pytest.fixture

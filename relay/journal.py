@@ -1,0 +1,148 @@
+"""Embedded mode's durable usage queue: append-only files beside the database.
+
+A finished request's usage event is appended here before the response's
+last byte: one ``write(2)`` on the event loop, no thread hop and no
+transaction per request. The relay's DB thread settles the events from
+memory in batches a moment later (relay/db.py). This is as durable as the
+database it feeds: SQLite runs in WAL mode with ``synchronous=NORMAL``,
+which survives a killed process but not a power cut, and so does a
+``write(2)`` to a file.
+
+Each relay process appends to its own segment files and holds an exclusive
+``flock`` on each while it lives. A segment is deleted once every event in it
+is settled; a full one is closed and a new one started. A segment nobody
+holds was left by a dead process: ``replay_orphans`` settles it and deletes
+it. Settling is idempotent (request ids are unique), so an event settled
+both by its process and by a replay is charged once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from relay.ports import UsageEvent, decode_event, encode_event
+
+log = logging.getLogger("oneproxy.relay.journal")
+
+SUFFIX = ".usage"
+# A segment is closed (and deleted once settled) past this size.
+ROTATE_BYTES = 4 << 20
+# Events per call of the settling function during a replay.
+REPLAY_BATCH = 2_000
+
+
+class Journal:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._fd = -1
+        self._segment = 0
+        self._size = 0
+        self._paths: dict[int, Path] = {}
+        self._fds: dict[int, int] = {}
+        self._unsettled: dict[int, int] = {}  # segment → events not yet settled
+
+    def open(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._start_segment()
+
+    def _start_segment(self) -> None:
+        self._segment += 1
+        path = self.directory / f"{os.getpid()}-{time.time_ns()}-{self._segment}{SUFFIX}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self._fd, self._size = fd, 0
+        self._paths[self._segment], self._fds[self._segment] = path, fd
+        self._unsettled[self._segment] = 0
+
+    def append(self, event: UsageEvent) -> int:
+        """Write one event; returns its segment (hand it back to ``settled``).
+        A failed write (a full disk) is logged and the event stays in memory:
+        it is still settled, only not crash-safe."""
+        data = encode_event(event) + b"\n"
+        segment = self._segment
+        try:
+            written = os.write(self._fd, data)
+            if written != len(data):
+                raise OSError(f"short write ({written} of {len(data)} bytes)")
+        except OSError:
+            log.exception("journaling usage %s failed; it is settled from memory only", event.request_id)
+        self._unsettled[segment] += 1
+        self._size += len(data)
+        if self._size >= ROTATE_BYTES:
+            self._start_segment()
+        return segment
+
+    def settled(self, segments: Iterable[int]) -> None:
+        """These events are in the database: delete segments that are full
+        and wholly settled."""
+        for segment in segments:
+            self._unsettled[segment] -= 1
+        for segment, left in list(self._unsettled.items()):
+            if left == 0 and segment != self._segment:
+                self._drop(segment)
+
+    def _drop(self, segment: int) -> None:
+        self._paths.pop(segment).unlink(missing_ok=True)
+        os.close(self._fds.pop(segment))
+        del self._unsettled[segment]
+
+    def close(self) -> None:
+        """Delete the segments whose events are all settled; keep the rest
+        (unlocked now) for ``replay_orphans``."""
+        for segment in list(self._paths):
+            if self._unsettled[segment] == 0:
+                self._drop(segment)
+            else:
+                os.close(self._fds.pop(segment))
+                log.warning("%s: %d usage events left to settle later", self._paths[segment], self._unsettled[segment])
+        self._fd = -1
+
+
+def replay_orphans(directory: Path, settle: Callable[[list[UsageEvent]], object]) -> int:
+    """Settle the segments no live process holds, then delete them; returns
+    how many events they held. ``settle`` must be idempotent; a segment it
+    fails on is kept for the next run (it may settle what it can first)."""
+    if not directory.is_dir():
+        return 0
+    total = 0
+    for path in sorted(directory.glob("*" + SUFFIX)):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue  # settled and deleted meanwhile
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live process writes it
+            if os.fstat(fd).st_nlink == 0:
+                continue  # another replay finished it while we waited
+            with os.fdopen(os.dup(fd), "rb") as file:
+                events = _read_events(path, file.read())
+            for start in range(0, len(events), REPLAY_BATCH):
+                settle(events[start : start + REPLAY_BATCH])
+            path.unlink(missing_ok=True)
+            total += len(events)
+        except Exception:
+            log.exception("settling %s failed; it is kept for the next run", path)
+        finally:
+            os.close(fd)
+    return total
+
+
+def _read_events(path: Path, data: bytes) -> list[UsageEvent]:
+    events = []
+    for number, line in enumerate(data.split(b"\n"), 1):
+        if not line:
+            continue
+        try:
+            events.append(decode_event(line))
+        except (ValueError, TypeError, KeyError):
+            # Only a write cut short by a power loss leaves this; nothing to recover.
+            log.error("%s line %d: not a usage event, skipped", path, number)
+    return events
