@@ -46,7 +46,6 @@ from billing.models import (
     User,
 )
 from billing.money import to_micro, to_usd
-from billing.serializers import redemption_status
 from relay.channel_types import CHOICES as CHANNEL_TYPE_CHOICES
 
 # Admin access comes from User.role alone; Django's permission groups would be
@@ -964,7 +963,7 @@ def codes_csv(codes: QuerySet[RedemptionCode], filename: str) -> HttpResponse:
                 code.name,
                 to_usd(code.amount),
                 code.expires_at.isoformat() if code.expires_at else "",
-                redemption_status(code, now),
+                code.status_at(now),
                 code.redeemed_by.username if code.redeemed_by else "",
                 code.redeemed_at.isoformat() if code.redeemed_at else "",
                 code.created_at.isoformat(),
@@ -1064,7 +1063,7 @@ class RedemptionCodeAdmin(OperatorOnlyAdmin):
 
     @admin.display(description="status")
     def status(self, obj: RedemptionCode) -> str:
-        return redemption_status(obj, timezone.now())
+        return obj.status_at(timezone.now())
 
 
 # -- reconciliation --------------------------------------------------------------------

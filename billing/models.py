@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 
 from django.contrib.auth.models import AbstractUser
@@ -252,6 +253,14 @@ class RedemptionCode(dj.Model):
 
     def __str__(self) -> str:
         return self.code
+
+    def status_at(self, now: datetime) -> str:
+        """ "redeemed", "expired" or "unused" at ``now``."""
+        if self.redeemed_at is not None:
+            return "redeemed"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        return "unused"
 
 
 class ReconcileReport(dj.Model):

@@ -299,15 +299,7 @@ class RedemptionCodeSerializer(serializers.ModelSerializer):
         return f"{obj.code[:4]}-…"
 
     def get_status(self, obj: RedemptionCode) -> str:
-        return redemption_status(obj, self.context["now"])
-
-
-def redemption_status(code: RedemptionCode, now: Any) -> str:
-    if code.redeemed_at is not None:
-        return "redeemed"
-    if code.expires_at is not None and code.expires_at <= now:
-        return "expired"
-    return "unused"
+        return obj.status_at(self.context["now"])
 
 
 class RedeemSerializer(StrictFieldsMixin, serializers.Serializer):
