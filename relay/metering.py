@@ -2,18 +2,18 @@
 
 cost = ceil((Σ tokens_k × price_k + per_request × 1e6) × group_mult × team_mult)
 
-Prices are USD per 1M tokens, so tokens × price is already µUSD. Decimal
-arithmetic only; the one rounding is the final ceiling.
+Prices are USD per 1M tokens, so tokens × price is already µUSD. Exact
+integer arithmetic on the decimals' integer ratios (PriceSnap.units), no
+floats; the one rounding is the final ceiling.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, Decimal
+from decimal import Decimal
 
 from relay.snapshot import PriceSnap
-
-_MICRO = Decimal(1_000_000)
 
 
 @dataclass(slots=True)
@@ -30,15 +30,24 @@ def cost_micro(usage: Usage, price: PriceSnap, group_mult: Decimal, team_mult: D
     cached = min(usage.cached_tokens, usage.prompt_tokens)
     audio = min(usage.audio_tokens, usage.prompt_tokens - cached)
     plain_input = usage.prompt_tokens - cached - audio
+    denominator, (inp, out, cached_in, audio_in, per_request, per_image) = price.units
     total = (
-        plain_input * price.input
-        + cached * price.cached_input
-        + audio * price.audio
-        + usage.completion_tokens * price.output
-        + price.per_request * _MICRO
-        + usage.images * price.per_image * _MICRO
+        plain_input * inp
+        + cached * cached_in
+        + audio * audio_in
+        + usage.completion_tokens * out
+        + per_request
+        + usage.images * per_image
     )
-    return int((total * group_mult * team_mult).to_integral_value(rounding=ROUND_CEILING))
+    mult_num, mult_den = _multiplier(group_mult, team_mult)
+    return -(-total * mult_num // (denominator * mult_den))  # ceiling
+
+
+@functools.lru_cache(maxsize=1024)
+def _multiplier(group_mult: Decimal, team_mult: Decimal) -> tuple[int, int]:
+    group_num, group_den = group_mult.as_integer_ratio()
+    team_num, team_den = team_mult.as_integer_ratio()
+    return group_num * team_num, group_den * team_den
 
 
 def hold_micro(prompt_estimate: int, max_tokens: int, price: PriceSnap, group_mult: Decimal, team_mult: Decimal) -> int:

@@ -8,6 +8,7 @@ whole, so a request always sees one consistent picture.
 from __future__ import annotations
 
 import ipaddress
+import math
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -94,6 +95,16 @@ class PriceSnap:
     audio: Decimal
     per_request: Decimal = Decimal(0)
     per_image: Decimal = Decimal(0)
+    # The same prices as exact integers over one denominator, in µUSD per
+    # token, per request and per image (relay/metering.py computes with these).
+    units: tuple[int, tuple[int, ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        per_token = (self.input, self.output, self.cached_input, self.audio)
+        whole = (self.per_request * 1_000_000, self.per_image * 1_000_000)
+        ratios = [value.as_integer_ratio() for value in (*per_token, *whole)]
+        denominator = math.lcm(*(den for _, den in ratios))
+        object.__setattr__(self, "units", (denominator, tuple(num * (denominator // den) for num, den in ratios)))
 
 
 FREE = PriceSnap(Decimal(0), Decimal(0), Decimal(0), Decimal(0))

@@ -68,3 +68,38 @@ def test_usage_from_openai_shapes():
     responses = usage_from_openai({"input_tokens": 7, "output_tokens": 3, "input_tokens_details": {"cached_tokens": 1}})
     assert (responses.prompt_tokens, responses.completion_tokens, responses.cached_tokens) == (7, 3, 1)
     assert usage_from_openai(None) is None
+
+
+def test_integer_arithmetic_matches_the_decimal_formula_exactly():
+    import decimal
+    import random
+
+    rng = random.Random(7)
+
+    def six_places(high: int) -> Decimal:
+        return D(rng.randrange(0, high * 10**6)) / D(10**6)
+
+    with decimal.localcontext(decimal.Context(prec=80)):
+        for _ in range(500):
+            p = PriceSnap(
+                six_places(100), six_places(100), six_places(50), six_places(200), six_places(1), six_places(1)
+            )
+            group, team = six_places(5) or ONE, six_places(5) or ONE
+            usage = Usage(
+                prompt_tokens=rng.randrange(0, 10**7),
+                completion_tokens=rng.randrange(0, 10**6),
+                cached_tokens=rng.randrange(0, 10**6),
+                audio_tokens=rng.randrange(0, 10**5),
+                images=rng.randrange(0, 4),
+            )
+            cached = min(usage.cached_tokens, usage.prompt_tokens)
+            audio = min(usage.audio_tokens, usage.prompt_tokens - cached)
+            total = (
+                (usage.prompt_tokens - cached - audio) * p.input
+                + cached * p.cached_input
+                + audio * p.audio
+                + usage.completion_tokens * p.output
+                + (p.per_request + usage.images * p.per_image) * 10**6
+            )
+            expected = int((total * group * team).to_integral_value(rounding=decimal.ROUND_CEILING))
+            assert cost_micro(usage, p, group, team) == expected
