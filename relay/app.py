@@ -10,8 +10,8 @@ No Django request machinery and no synchronous database call on this path.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
+import gc
 import logging
 import os
 import time
@@ -45,7 +45,6 @@ BILLING_ENDPOINTS = frozenset({"dashboard/billing/subscription", "dashboard/bill
 # Prompts up to this many characters are counted with the tokenizer for the
 # hold; longer ones are estimated at 3 characters a token (cheap, generous).
 TOKENIZE_UP_TO = 16_000
-_NO_DEADLINE = contextlib.nullcontext()
 SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
 # How much of a stream is kept to count tokens when the upstream reports none.
 DELIVERED_KEEP = 1 << 20
@@ -72,6 +71,12 @@ async def listen_ready(tasks: list[asyncio.Task], listener) -> None:  # type: ig
 
 def is_relay_path(path: str) -> bool:
     return path.startswith("/v1/") or path in UNPREFIXED or path.startswith(("/models/", "/dashboard/billing/"))
+
+
+@functools.lru_cache(maxsize=256)
+def _timeout(connect: float, read: float) -> aiohttp.ClientTimeout:
+    """No total timeout (streams may run for minutes); connect and per-read bounds."""
+    return aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=read)
 
 
 class UpstreamFailure(Exception):
@@ -153,6 +158,11 @@ class Relay:
         )
         self._background.append(asyncio.create_task(self._poll_config()))
         self._background.append(asyncio.create_task(self._flush_key_stats()))
+        # Everything loaded so far (Django, the apps, the first snapshot) lives
+        # as long as the process: keep it out of the cyclic collector, whose
+        # full passes over it took tens of milliseconds each, stalling every
+        # request in flight (measured as p99 spikes in docs/BENCHMARKS.md).
+        gc.freeze()
 
     async def shutdown(self) -> None:
         for task in self._background:
@@ -468,26 +478,22 @@ class Relay:
     async def attempt(self, call: Call, channel: ChannelSnap, key: KeySnap) -> aiohttp.ClientResponse:
         assert self.session is not None
         body = openai_adapter.prepare_body(channel, call.endpoint, call.raw, call.payload, call.model, call.stream)
-        timeout = aiohttp.ClientTimeout(
-            total=None,
-            sock_connect=channel.connect_timeout,
-            sock_read=channel.idle_timeout if call.stream else channel.first_byte_timeout,
-        )
-        # Non-stream: sock_read bounds the wait for the first byte and every
-        # read after it. Streams read with the idle timeout, so the first byte
-        # gets its own deadline.
-        deadline = (
-            asyncio.timeout(channel.connect_timeout + channel.first_byte_timeout) if call.stream else _NO_DEADLINE
+        read_timeout = channel.idle_timeout if call.stream else channel.first_byte_timeout
+        request = self.session.post(
+            openai_adapter.upstream_url(channel, call.endpoint),
+            data=body,
+            headers=openai_adapter.upstream_headers(channel, key.secret, call.content_type),
+            timeout=_timeout(channel.connect_timeout, read_timeout),
+            proxy=channel.proxy_url,
         )
         try:
-            async with deadline:
-                response = await self.session.post(
-                    openai_adapter.upstream_url(channel, call.endpoint),
-                    data=body,
-                    headers=openai_adapter.upstream_headers(channel, key.secret, call.content_type),
-                    timeout=timeout,
-                    proxy=channel.proxy_url,
-                )
+            if call.stream:
+                # Streams read with the idle timeout, so the first byte gets its own deadline.
+                async with asyncio.timeout(channel.connect_timeout + channel.first_byte_timeout):
+                    response = await request
+            else:
+                # sock_read bounds the wait for the first byte and every read after it.
+                response = await request
         except TimeoutError:
             verdict = keystate.Verdict("transient", "timeout", "no response in time")
             raise UpstreamFailure(504, verdict, reached=False, timeout=True) from None

@@ -85,6 +85,8 @@ class KeyPool:
     def keys_in_order(self, channel: ChannelSnap) -> list[KeySnap]:
         """Usable keys, starting at the next one in rotation (an even spread)."""
         now = time.time()
+        if len(channel.keys) == 1:  # the common case: no rotation to do
+            return list(channel.keys) if self.usable(channel.keys[0], now) else []
         keys = [k for k in channel.keys if self.usable(k, now)]
         if len(keys) <= 1:
             return keys
