@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -23,8 +24,7 @@ def apply_usage(events: list[UsageEvent]) -> Settled:
     this runs for every request, and building model objects was measured as
     the largest single cost of the relay process (docs/BENCHMARKS.md).
     """
-    ids = [e.request_id for e in events]
-    seen = set(UsageLog.objects.filter(request_id__in=ids).values_list("request_id", flat=True))
+    seen = _usage_ids([e.request_id for e in events])
     fresh: dict[str, UsageEvent] = {}
     for event in events:
         if event.request_id not in seen:
@@ -32,7 +32,7 @@ def apply_usage(events: list[UsageEvent]) -> Settled:
     if not fresh:
         return Settled()
     _insert_many(UsageLog, _LOG_FIELDS, [_log_values(e) for e in fresh.values()])
-    usage_ids = dict(UsageLog.objects.filter(request_id__in=list(fresh)).values_list("request_id", "pk"))
+    usage_ids = _usage_ids(list(fresh))
     user_ids = sorted({e.user_id for e in fresh.values()})
     # Lock the users in a fixed order so concurrent writers cannot deadlock.
     balances = dict(
@@ -72,6 +72,19 @@ def apply_usage(events: list[UsageEvent]) -> Settled:
             )
     token_used = dict(Token.objects.filter(pk__in=list(spent_by_token)).values_list("pk", "used"))
     return Settled(balances=balances, token_used=token_used)
+
+
+def _usage_ids(request_ids: list[str]) -> dict[str, int]:
+    """request id → UsageLog id of those logged. Plain SQL: the ORM's IN
+    lookup prepares every one of up to thousands of parameters on its own."""
+    if not request_ids:
+        return {}
+    placeholders = ", ".join(["%s"] * len(request_ids))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT request_id, id FROM {UsageLog._meta.db_table} WHERE request_id IN ({placeholders})", request_ids
+        )
+        return dict(cursor.fetchall())
 
 
 _LOG_FIELDS = (
@@ -125,10 +138,21 @@ def _insert_many(model, names: tuple[str, ...], rows: list[tuple]) -> None:  # t
 def _adapter(field):  # type: ignore[no-untyped-def]
     ops = connection.ops
     if isinstance(field, DateTimeField):
-        return ops.adapt_datetimefield_value
+        # SQLite stores naive UTC text; the relay's datetimes are UTC already,
+        # so this is what Django's adapter returns, without its checks per row.
+        return _sqlite_datetime if connection.vendor == "sqlite" else ops.adapt_datetimefield_value
     if isinstance(field, DecimalField):
         return lambda v: ops.adapt_decimalfield_value(v, field.max_digits, field.decimal_places)
     return None
+
+
+def _sqlite_datetime(value: datetime) -> str:
+    return str(value.astimezone(UTC).replace(tzinfo=None))
+
+
+@functools.lru_cache(maxsize=256)
+def _decimal(text: str) -> Decimal:
+    return Decimal(text)
 
 
 def current_balances(user_ids: list[int], token_ids: list[int]) -> Settled:
@@ -155,8 +179,8 @@ def _log_values(e: UsageEvent) -> tuple:  # type: ignore[type-arg]
         e.usage.cached_tokens,
         e.usage.estimated,
         e.cost,
-        Decimal(e.group_multiplier),
-        Decimal(e.team_multiplier),
+        _decimal(e.group_multiplier),
+        _decimal(e.team_multiplier),
         e.attempts,
         e.status,
         e.latency_ms,
