@@ -290,26 +290,32 @@ def targets_table(res: dict) -> list[str]:
             _verdict(None if svc is None or floor is None else svc >= 0.2 * floor),
         )
     )
+    def added(name: str, pct: str) -> float | None:
+        """Fixed-rate client: this target's percentile minus its interleaved direct requests'."""
+        relay, direct = _get(res, name, "latency", pct), _get(res, name, "latency_direct", pct)
+        return None if relay is None or direct is None else relay - direct
+
+    def added_wrk(name: str, pct: str) -> float | None:
+        """Closed loop, wrk -c1: this target's percentile minus direct's."""
+        relay, direct = _wrk_at(res, name, 1), _wrk_at(res, "direct", 1)
+        return None if relay is None or direct is None else relay[pct] - direct[pct]
+
     for name, label in (("embedded", "embedded"), ("service", "service")):
-        # Against the direct requests interleaved with this target's.
-        d50, d99 = _get(res, name, "latency_direct", "p50_ms"), _get(res, name, "latency_direct", "p99_ms")
-        p50, p99 = _get(res, name, "latency", "p50_ms"), _get(res, name, "latency", "p99_ms")
-        a50 = None if p50 is None or d50 is None else p50 - d50
-        a99 = None if p99 is None or d99 is None else p99 - d99
-        rows.append(
-            (
-                f"Added latency at 1 connection ({label}): p50 ≤ 0.5 ms over direct",
-                f"{_num(a50, '{:+.3f}')} ms",
-                _verdict(None if a50 is None else a50 <= 0.5),
+        for pct, limit in (("p50_ms", 0.5), ("p99_ms", 2.0)):
+            value = added(name, pct)
+            # The floor's own figure shows what this machine's wake-ups cost
+            # any Python relay at a low rate, before any gateway work.
+            context = (
+                f" (the floor: {_num(added('floor', pct), '{:+.3f}')} ms; closed loop, wrk -c1: "
+                f"{_num(added_wrk(name, pct), '{:+.3f}')} ms, the floor {_num(added_wrk('floor', pct), '{:+.3f}')} ms)"
             )
-        )
-        rows.append(
-            (
-                f"Added latency at 1 connection ({label}): p99 ≤ 2 ms over direct",
-                f"{_num(a99, '{:+.3f}')} ms",
-                _verdict(None if a99 is None else a99 <= 2.0),
+            rows.append(
+                (
+                    f"Added latency at 1 connection ({label}): {pct[:3]} ≤ {limit:g} ms over direct",
+                    f"{_num(value, '{:+.3f}')} ms{context}",
+                    _verdict(None if value is None else value <= limit),
+                )
             )
-        )
     for name, label in (("embedded", "embedded"), ("service", "service")):
         dt = _get(res, name, "streams_direct", "ttfb_p50_ms")
         dl = _get(res, name, "streams_direct", "late_p99_ms")
