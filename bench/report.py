@@ -290,6 +290,7 @@ def targets_table(res: dict) -> list[str]:
             _verdict(None if svc is None or floor is None else svc >= 0.2 * floor),
         )
     )
+
     def added(name: str, pct: str) -> float | None:
         """Fixed-rate client: this target's percentile minus its interleaved direct requests'."""
         relay, direct = _get(res, name, "latency", pct), _get(res, name, "latency_direct", pct)
@@ -596,6 +597,80 @@ def profile_section(res: dict) -> list[str]:
     return out
 
 
+def gaps_section(res: dict) -> list[str]:
+    """Why each target this run missed is missed, from this run's own figures."""
+    out: list[str] = []
+    floor, emb, svc = _wrk_at(res, "floor", 64), _wrk_at(res, "embedded", 64), _wrk_at(res, "service", 64)
+    prof = res.get("profile") or {}
+    n = prof.get("samples") or 0
+    areas = dict(prof.get("areas", []))
+
+    def share(*names: str) -> float:
+        return sum(areas.get(a, 0) for a in names) / n if n else 0.0
+
+    if floor and emb and emb["rps"] < 0.4 * floor["rps"] and emb.get("cpu_ms_per_request"):
+        cpu, floor_cpu = emb["cpu_ms_per_request"], floor["cpu_ms_per_request"]
+        machinery = share("aiohttp client", "uvicorn + httptools", "asyncio / uvloop", "yarl (URLs)", "multidict")
+        settle = share("Django (ORM, in the DB thread)", "billing (in the DB thread)", "sqlite3", "DB worker thread")
+        own = share("relay (oneproxy)")
+        line = (
+            f"- **Embedded throughput ({_pct(emb['rps'], floor['rps'])} of the floor).** The relay spends "
+            f"{cpu:.3f} ms of CPU per request against the floor's {floor_cpu:.3f} ms. By the profile above, "
+            f"the HTTP machinery the floor runs too (aiohttp client, uvicorn, asyncio) is {100 * machinery:.0f}% of "
+            f"the relay's GIL time, about {machinery * cpu:.3f} ms a request — more than the floor's whole request: "
+            "the same library functions take longer in the relay's process, whose heap (Django, the apps) is "
+            "over twice the floor's; we have not pinned that down further. Code in `relay/` (auth, routing, "
+            f"holds, metering, the usage journal) {100 * own:.0f}%, about {own * cpu:.3f} ms; settling usage into "
+            f"SQLite in the DB thread {100 * settle:.0f}%, about {settle * cpu:.3f} ms."
+        )
+        if svc and svc.get("cpu_ms_per_request"):
+            line += (
+                f" SQLite runs inside the relay's process; in service mode the same writes run in the PostgreSQL "
+                f"server, and the relay's CPU per request is {svc['cpu_ms_per_request']:.3f} ms "
+                f"({_pct(svc['rps'], floor['rps'])} of the floor)."
+            )
+        out.append(line)
+    for name, label in (("embedded", "Embedded"), ("service", "Service")):
+        lat, direct = _get(res, name, "latency"), _get(res, name, "latency_direct")
+        flat, fdirect = _get(res, "floor", "latency"), _get(res, "floor", "latency_direct")
+        c1, floor_c1 = _wrk_at(res, name, 1), _wrk_at(res, "floor", 1)
+        if not (lat and direct and flat and fdirect and c1 and floor_c1):
+            continue
+        added, floor_added = lat["p50_ms"] - direct["p50_ms"], flat["p50_ms"] - fdirect["p50_ms"]
+        if added <= 0.5:
+            continue
+        out.append(
+            f"- **{label}, added p50 at 1 connection ({added:+.3f} ms).** At this rate the floor itself adds "
+            f"{floor_added:+.3f} ms though it spends {floor_c1['cpu_ms_per_request']:.3f} ms of CPU per request: "
+            "between requests the cores go idle, and every extra process hop (client → relay → upstream → relay) "
+            "pays a wake-up. What the relay adds beyond the floor, "
+            f"{added - floor_added:+.3f} ms, is its extra CPU per request at one connection "
+            f"({c1['cpu_ms_per_request']:.3f} against {floor_c1['cpu_ms_per_request']:.3f} ms)."
+        )
+    for name, label in (("embedded", "Embedded"), ("service", "Service")):
+        st, sd = _get(res, name, "streams"), _get(res, name, "streams_direct")
+        ft, fd = _get(res, "floor", "streams"), _get(res, "floor", "streams_direct")
+        if not (st and sd and ft and fd):
+            continue
+        added, floor_added = st["ttfb_p50_ms"] - sd["ttfb_p50_ms"], ft["ttfb_p50_ms"] - fd["ttfb_p50_ms"]
+        if added <= 1.0:
+            continue
+        out.append(
+            f"- **{label}, stream time-to-first-byte ({added:+.3f} ms).** The floor adds {floor_added:+.3f} ms "
+            f"here; the relay's further {added - floor_added:+.3f} ms is its per-request work before the upstream "
+            "call (auth, the prompt count for the hold, the hold itself) and the usage request it adds to the body."
+        )
+    idle = [(label, _get(res, name, "rss_idle")) for name, label in (("embedded", "embedded"), ("service", "service"))]
+    over = [(label, rss) for label, rss in idle if rss is not None and rss > 100 * MIB]
+    if over:
+        figures = ", ".join(f"{label} {rss / MIB:.1f} MiB" for label, rss in over)
+        out.append(
+            f"- **Idle RSS ({figures}).** The relay process also serves Django (admin, `/api/`): Django, the "
+            "apps and their models, Celery's app object, redis-py and psycopg are loaded at start."
+        )
+    return out or ["Every target was met in this run."]
+
+
 def diagnostics_section(res: dict) -> list[str]:
     te = _wrk_at(res, "floor_trust_env", 64)
     floor = _wrk_at(res, "floor", 64)
@@ -795,6 +870,12 @@ def write(res: dict, docs: Path) -> None:
         "## Profile of the relay",
         "",
         *profile_section(res),
+        "",
+        "## Where the gaps come from",
+        "",
+        "For each target above that this run missed, what its own figures say about why:",
+        "",
+        *gaps_section(res),
         "",
         "### aiohttp's `trust_env`, measured on the floor",
         "",
