@@ -108,8 +108,9 @@ class ReadOnlyAdminMixin:
         return False
 
 
-class TeamScopedAdmin(admin.ModelAdmin):
-    """Operators see every row; a team admin sees the rows of their team."""
+class TeamScopedAdmin(OperatorOnlyAdmin):
+    """Operators see every row; a team admin sees the rows of their team.
+    Writes stay operators' (OperatorOnlyAdmin); subclasses open them to team admins."""
 
     def scope_to_team(self, queryset: QuerySet, team_id: int) -> QuerySet:
         raise NotImplementedError
@@ -137,16 +138,6 @@ class TeamScopedAdmin(admin.ModelAdmin):
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return self.may_see(request, obj)
-
-    # Writes default to operators; subclasses open them to team admins.
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return is_operator(request)
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return is_operator(request)
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return is_operator(request)
 
 
 class LiveFilter(admin.SimpleListFilter):

@@ -625,10 +625,11 @@ class Relay:
         assert self.ledger is not None and call.hold is not None and call.channel is not None
         price = self._price(call.model, call.channel)
         cost = cost_micro(usage, price, call.user.group_multiplier, call.user.team_multiplier)
+        event = self._event(call, usage, cost, status, error)
         if call.key is not None:
-            latency = int((time.monotonic() - call.started) * 1000)
-            self.pool.used(call.key, ok=True, latency_ms=latency, tokens=usage.prompt_tokens + usage.completion_tokens)
-        await self.ledger.settle(call.hold, self._event(call, usage, cost, status, error))
+            tokens = usage.prompt_tokens + usage.completion_tokens
+            self.pool.used(call.key, ok=True, latency_ms=event.latency_ms, tokens=tokens)
+        await self.ledger.settle(call.hold, event)
         call.hold = None
 
     def _event(self, call: Call, usage: Usage, cost: int, status: int, error: str) -> UsageEvent:

@@ -23,6 +23,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from relay.ports import UsageEvent, decode_event, encode_event
@@ -36,71 +37,72 @@ ROTATE_BYTES = 4 << 20
 REPLAY_BATCH = 2_000
 
 
+@dataclass(slots=True)
+class _Segment:
+    path: Path
+    fd: int  # open for appending, flock'ed
+    size: int = 0
+    unsettled: int = 0  # events written here and not yet settled
+
+
 class Journal:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self._fd = -1
-        self._segment = 0
-        self._size = 0
-        self._paths: dict[int, Path] = {}
-        self._fds: dict[int, int] = {}
-        self._unsettled: dict[int, int] = {}  # segment → events not yet settled
+        self._segments: dict[int, _Segment] = {}
+        self._current = 0  # the segment appended to
 
     def open(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._start_segment()
 
     def _start_segment(self) -> None:
-        self._segment += 1
-        path = self.directory / f"{os.getpid()}-{time.time_ns()}-{self._segment}{SUFFIX}"
+        self._current += 1
+        path = self.directory / f"{os.getpid()}-{time.time_ns()}-{self._current}{SUFFIX}"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self._fd, self._size = fd, 0
-        self._paths[self._segment], self._fds[self._segment] = path, fd
-        self._unsettled[self._segment] = 0
+        self._segments[self._current] = _Segment(path, fd)
 
     def append(self, event: UsageEvent) -> int:
         """Write one event; returns its segment (hand it back to ``settled``).
         A failed write (a full disk) is logged and the event stays in memory:
         it is still settled, only not crash-safe."""
         data = encode_event(event) + b"\n"
-        segment = self._segment
+        number, segment = self._current, self._segments[self._current]
         try:
-            written = os.write(self._fd, data)
+            written = os.write(segment.fd, data)
             if written != len(data):
                 raise OSError(f"short write ({written} of {len(data)} bytes)")
         except OSError:
             log.exception("journaling usage %s failed; it is settled from memory only", event.request_id)
-        self._unsettled[segment] += 1
-        self._size += len(data)
-        if self._size >= ROTATE_BYTES:
+        segment.unsettled += 1
+        segment.size += len(data)
+        if segment.size >= ROTATE_BYTES:
             self._start_segment()
-        return segment
+        return number
 
     def settled(self, segments: Iterable[int]) -> None:
         """These events are in the database: delete segments that are full
         and wholly settled."""
-        for segment in segments:
-            self._unsettled[segment] -= 1
-        for segment, left in list(self._unsettled.items()):
-            if left == 0 and segment != self._segment:
-                self._drop(segment)
+        for number in segments:
+            self._segments[number].unsettled -= 1
+        for number, segment in list(self._segments.items()):
+            if segment.unsettled == 0 and number != self._current:
+                self._drop(number)
 
-    def _drop(self, segment: int) -> None:
-        self._paths.pop(segment).unlink(missing_ok=True)
-        os.close(self._fds.pop(segment))
-        del self._unsettled[segment]
+    def _drop(self, number: int) -> None:
+        segment = self._segments.pop(number)
+        segment.path.unlink(missing_ok=True)
+        os.close(segment.fd)
 
     def close(self) -> None:
         """Delete the segments whose events are all settled; keep the rest
         (unlocked now) for ``replay_orphans``."""
-        for segment in list(self._paths):
-            if self._unsettled[segment] == 0:
-                self._drop(segment)
+        for number, segment in list(self._segments.items()):
+            if segment.unsettled == 0:
+                self._drop(number)
             else:
-                os.close(self._fds.pop(segment))
-                log.warning("%s: %d usage events left to settle later", self._paths[segment], self._unsettled[segment])
-        self._fd = -1
+                os.close(self._segments.pop(number).fd)
+                log.warning("%s: %d usage events left to settle later", segment.path, segment.unsettled)
 
 
 def replay_orphans(directory: Path, settle: Callable[[list[UsageEvent]], object]) -> int:

@@ -189,10 +189,7 @@ class RespClient:
 
     async def execute(self, *args: Arg) -> Any:
         """Run one command: bytes, int, list or None back; an error reply raises ``RespError``."""
-        conn = self._conn
-        if conn is None:
-            return await self._connect_and_send(args)
-        return await conn.send(args)
+        return await self._send(args)
 
     def script(self, source: str) -> Script:
         return Script(self, source)
