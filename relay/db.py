@@ -13,7 +13,10 @@ later, in this thread. Service mode queues usage on a Redis stream instead
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,15 +30,26 @@ T = TypeVar("T")
 BATCH = 2_000
 # How often journaled usage is settled (embedded mode); within DESIGN's ~1 s.
 SETTLE_EVERY = 0.25
+DB_THREAD_NICENESS = 10
 # Waits before retrying events the database refused, growing to the last one.
 RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0, 15.0, 30.0)
+
+
+def _yield_to_loop() -> None:
+    """Run this thread at a lower priority than the event loop. Its batches
+    (SQLite's own work included, which runs without the GIL) otherwise share
+    the core with the loop on equal terms, and a request arriving during a
+    batch waits for it: measured as ~1 ms of the relay's p99 at one
+    connection (docs/BENCHMARKS.md). Linux applies this to the one thread."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), DB_THREAD_NICENESS)
 
 
 class DbWorker:
     def __init__(self, backend: Backend, on_settled: Callable[[list[UsageEvent], Settled], None]) -> None:
         self.backend = backend
         self._on_settled = on_settled
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oneproxy-db")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oneproxy-db", initializer=_yield_to_loop)
         self._journal: Journal | None = None
         self._pending: list[tuple[UsageEvent, int]] = []  # (event, journal segment)
         self._stuck: list[tuple[UsageEvent, int]] = []  # refused by the database, retried with backoff
