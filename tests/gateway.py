@@ -122,6 +122,18 @@ def relay_setup(transactional_db, openai_emulator):  # type: ignore[no-untyped-d
     return {"user": user, "token": token, "key": key, "channel": channel, "emulator": openai_emulator}
 
 
+def wait_for_key(url: str, key: str) -> None:
+    """Until the relay at ``url`` serves ``key`` (a relay in another process
+    sees a new token on its next snapshot poll)."""
+    import requests
+
+    def known() -> bool:
+        answer = requests.get(f"{url}/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=5)
+        return answer.status_code == 200
+
+    wait_for(known)
+
+
 @dataclass
 class RelayProcess:
     """A second relay as its own OS process, on the same test database and Redis."""

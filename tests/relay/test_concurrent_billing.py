@@ -8,7 +8,7 @@ import asyncio
 import aiohttp
 import pytest
 
-from tests.gateway import wait_for
+from tests.gateway import wait_for, wait_for_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -54,14 +54,8 @@ def run_and_check(relay_setup, gateway, urls):  # type: ignore[no-untyped-def]
     services.topup(user, cost * COVERS)
     _, key = services.create_token(user=user, name="load")
     gateway.reload()
-    import requests
-
     for url in urls:  # other processes see new tokens on their next poll (≤ 1 s)
-        wait_for(
-            lambda u=url: (
-                requests.get(f"{u}/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=5).status_code == 200
-            )
-        )
+        wait_for_key(url, key)
     # when: 200 at once
     statuses = asyncio.run(fire(urls, key, REQUESTS))
     # then

@@ -11,9 +11,8 @@ import signal
 
 import aiohttp
 import pytest
-import requests
 
-from tests.gateway import wait_for
+from tests.gateway import wait_for, wait_for_key
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.service]
 
@@ -54,12 +53,7 @@ def test_sigkill_during_load_then_reconcile(relay_setup, gateway, spawn_relay):
     emulator.set_key_behaviour("sk-upstream-good", "slow", delay=0.6)
     user, key = relay_setup["user"], relay_setup["key"]
     victim = spawn_relay()
-    wait_for(
-        lambda: (
-            requests.get(f"{victim.url}/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=5).status_code
-            == 200
-        )
-    )
+    wait_for_key(victim.url, key)
     urls = [gateway.url, victim.url]
     first = asyncio.run(load(urls, key, 20))
     assert [s for s, _ in first] == [200] * 20

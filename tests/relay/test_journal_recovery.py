@@ -10,10 +10,9 @@ import signal
 import sqlite3
 
 import pytest
-import requests
 from django.conf import settings
 
-from tests.gateway import wait_for
+from tests.gateway import wait_for_key
 from tests.relay.test_crash_recovery import load
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.embedded]
@@ -25,12 +24,7 @@ def test_killed_with_unsettled_usage_then_settled_once(relay_setup, spawn_relay)
 
     user, key = relay_setup["user"], relay_setup["key"]
     victim = spawn_relay()
-    wait_for(
-        lambda: (
-            requests.get(f"{victim.url}/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=5).status_code
-            == 200
-        )
-    )
+    wait_for_key(victim.url, key)
     # given: the database takes no writes (another writer holds its lock), so
     # the relay can settle nothing
     lock = sqlite3.connect(settings.DATABASES["default"]["NAME"], isolation_level=None)
