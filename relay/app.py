@@ -24,7 +24,7 @@ import orjson
 
 from relay import keys as relay_keys
 from relay import keystate, tokenizer
-from relay.db import DbWorker
+from relay.db import DbWorker, Quiet
 from relay.errors import RelayError, bad_request, forbidden, mask_secrets, model_not_found, unauthorized
 from relay.http import ClientGone, Receive, Scope, Send, client_ip, header, read_body, send_response
 from relay.journal import Journal
@@ -125,6 +125,8 @@ class Relay:
         self._background: list[asyncio.Task] = []
         self._redis = None
         self._fast_redis: RespClient | None = None
+        # Requests in flight; the DB worker's periodic batches wait for none.
+        self.quiet = Quiet()
 
     # --- lifecycle --------------------------------------------------------
 
@@ -135,7 +137,7 @@ class Relay:
         # connection, at no cost in requests/s at 64 (A/B runs on the bench
         # machine).
         sys.setswitchinterval(SWITCH_INTERVAL)
-        self.db = DbWorker(self.backend, self._on_settled)
+        self.db = DbWorker(self.backend, self._on_settled, self.quiet)
         if self.config.redis_url:
             import redis.asyncio as aioredis
 
@@ -204,7 +206,7 @@ class Relay:
             stats = self.pool.take_stats()
             if stats:
                 try:
-                    await self.db.run(self.backend.record_key_stats, stats)
+                    await self.db.run_quietly(self.backend.record_key_stats, stats)
                 except Exception:
                     log.exception("writing key usage stats failed")
 
@@ -218,7 +220,7 @@ class Relay:
         while True:
             await asyncio.sleep(self.config.poll_interval)
             try:
-                version = await self.db.run(self.backend.config_version)
+                version = await self.db.run_quietly(self.backend.config_version)
                 rolled_over = self.snapshot is not None and time.time() >= self.snapshot.next_period_end
                 if self.snapshot is None or version != self.snapshot.version or rolled_over:
                     self._install(await self.db.run(self.backend.load_snapshot))
@@ -231,6 +233,8 @@ class Relay:
         request_id = "req_" + os.urandom(12).hex()
         path = scope["path"]
         endpoint = path[4:] if path.startswith("/v1/") else path[1:]
+        quiet = self.quiet
+        quiet.enter()
         try:
             if scope["method"] == "POST" and endpoint in POST_ENDPOINTS:
                 await self.proxy(scope, receive, send, request_id, endpoint)
@@ -253,6 +257,8 @@ class Relay:
                 await send_response(send, 500, error.body(request_id), request_id)
             except Exception:  # noqa: BLE001 - the response may have started already
                 pass
+        finally:
+            quiet.leave()
 
     # --- auth and access ----------------------------------------------------
 

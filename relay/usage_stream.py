@@ -46,7 +46,7 @@ async def consume_usage(redis, db: DbWorker) -> None:  # type: ignore[no-untyped
                 continue
             ids = [entry_id for entry_id, _ in entries]
             events = [decode_event(fields[b"e"]) for _, fields in entries]
-            await db.run(db.backend.apply_usage, events)
+            await db.run_quietly(db.backend.apply_usage, events)
             pipe = redis.pipeline(transaction=False)
             pipe.xack(USAGE_STREAM, USAGE_GROUP, *ids)
             pipe.xdel(USAGE_STREAM, *ids)

@@ -1,0 +1,78 @@
+"""Periodic database batches start in a gap between requests (relay/db.py
+``Quiet``): a batch holds the GIL, and a request arriving during it waits."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from relay import db as db_module
+from relay.db import DbWorker, Quiet
+from relay.journal import Journal
+from relay.ports import Settled
+from tests.billing.events import usage_event
+
+
+async def test_wait_returns_at_once_when_no_request_is_in_flight() -> None:
+    quiet = Quiet()
+    started = time.monotonic()
+    await quiet.wait(at_most=5)
+    assert time.monotonic() - started < 0.1
+
+
+async def test_wait_ends_when_the_last_request_in_flight_ends() -> None:
+    # given: two requests in flight
+    quiet = Quiet()
+    quiet.enter()
+    quiet.enter()
+    waiter = asyncio.create_task(quiet.wait(at_most=5))
+    await asyncio.sleep(0.05)
+    # when: one ends, the waiter keeps waiting; when the other ends, it returns
+    quiet.leave()
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    quiet.leave()
+    await asyncio.wait_for(waiter, 1)
+    assert quiet.busy == 0
+
+
+async def test_wait_gives_up_after_its_bound_on_a_relay_that_is_never_idle() -> None:
+    quiet = Quiet()
+    quiet.enter()
+    started = time.monotonic()
+    await quiet.wait(at_most=0.2)
+    assert 0.15 < time.monotonic() - started < 2
+    quiet.leave()
+
+
+class RecordingBackend:
+    def __init__(self) -> None:
+        self.settled_at: list[float] = []
+
+    def apply_usage(self, events):  # type: ignore[no-untyped-def]
+        self.settled_at.append(time.monotonic())
+        return Settled()
+
+    def close(self) -> None:
+        pass
+
+
+async def test_settlement_waits_for_the_request_in_flight_to_end(tmp_path, monkeypatch) -> None:
+    # given: a DB worker settling every 50 ms, with a request in flight
+    monkeypatch.setattr(db_module, "SETTLE_EVERY", 0.05)
+    backend = RecordingBackend()
+    worker = DbWorker(backend, lambda events, settled: None)
+    await worker.start_journal(Journal(tmp_path))
+    worker.quiet.enter()
+    worker.submit_usage(usage_event(1, 10))
+    # when: the request ends a while after the first settlement was due
+    await asyncio.sleep(0.15)
+    ended = time.monotonic()
+    worker.quiet.leave()
+    for _ in range(100):
+        if backend.settled_at:
+            break
+        await asyncio.sleep(0.01)
+    # then: the event was settled only after the request ended
+    assert backend.settled_at and backend.settled_at[0] >= ended
+    await worker.close()
