@@ -35,9 +35,7 @@ def apply_usage(events: list[UsageEvent]) -> Settled:
     usage_ids = _usage_ids(list(fresh))
     user_ids = sorted({e.user_id for e in fresh.values()})
     # Lock the users in a fixed order so concurrent writers cannot deadlock.
-    balances = dict(
-        User.objects.select_for_update().filter(pk__in=user_ids).order_by("pk").values_list("pk", "balance")
-    )
+    balances = _select_in(User, "balance", user_ids, lock=True)
     entries = []
     spent_by_token: dict[int, int] = {}
     now = datetime.now(UTC)
@@ -70,8 +68,24 @@ def apply_usage(events: list[UsageEvent]) -> Settled:
                 f"UPDATE {Token._meta.db_table} SET used = used + %s, last_used_at = %s WHERE id = %s",
                 [(spent, last_used, token_id) for token_id, spent in spent_by_token.items()],
             )
-    token_used = dict(Token.objects.filter(pk__in=list(spent_by_token)).values_list("pk", "used"))
+    token_used = _select_in(Token, "used", sorted(spent_by_token))
     return Settled(balances=balances, token_used=token_used)
+
+
+def _select_in(model, column: str, ids: list[int], lock: bool = False) -> dict[int, int]:  # type: ignore[no-untyped-def]
+    """id → ``column`` for these rows, in id order (``lock``: FOR UPDATE where
+    the database has it). Plain SQL: building the two ORM queries a batch
+    made cost ~1 ms of CPU per batch, more than the rest of a small batch."""
+    if not ids:
+        return {}
+    lock_clause = " FOR UPDATE" if lock and connection.features.has_select_for_update else ""
+    placeholders = ", ".join(["%s"] * len(ids))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id, {column} FROM {model._meta.db_table} WHERE id IN ({placeholders}) ORDER BY id{lock_clause}",
+            ids,
+        )
+        return dict(cursor.fetchall())
 
 
 def _usage_ids(request_ids: list[str]) -> dict[str, int]:
@@ -119,11 +133,7 @@ def _insert_many(model, names: tuple[str, ...], rows: list[tuple]) -> None:  # t
     (asking every field to prepare every value was itself a hot spot)."""
     if not rows:
         return
-    fields = [model._meta.get_field(name) for name in names]
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    placeholders = ", ".join(["%s"] * len(fields))
-    adapt = [_adapter(f) for f in fields]
-    converting = [(i, a) for i, a in enumerate(adapt) if a is not None]
+    sql, converting = _insert_statement(model, names, connection.vendor)
     prepared = []
     for row in rows:
         values = list(row)
@@ -132,7 +142,18 @@ def _insert_many(model, names: tuple[str, ...], rows: list[tuple]) -> None:  # t
                 values[i] = convert(values[i])
         prepared.append(values)
     with connection.cursor() as cursor:
-        cursor.executemany(f"INSERT INTO {model._meta.db_table} ({columns}) VALUES ({placeholders})", prepared)
+        cursor.executemany(sql, prepared)
+
+
+@functools.lru_cache(maxsize=8)
+def _insert_statement(model, names: tuple[str, ...], vendor: str) -> tuple[str, list]:  # type: ignore[no-untyped-def,type-arg]
+    """The INSERT for these fields and the converters of the columns that need one."""
+    fields = [model._meta.get_field(name) for name in names]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    adapt = [_adapter(f) for f in fields]
+    converting = [(i, a) for i, a in enumerate(adapt) if a is not None]
+    return f"INSERT INTO {model._meta.db_table} ({columns}) VALUES ({placeholders})", converting
 
 
 def _adapter(field):  # type: ignore[no-untyped-def]
