@@ -111,6 +111,8 @@ class Call:
     reached: bool = False
     channel: ChannelSnap | None = None
     key: KeySnap | None = None
+    upstream: float = 0.0  # seconds spent waiting on upstreams, every attempt
+    ledger: float = 0.0  # seconds spent in the ledger: the hold, the settlement
 
 
 class Relay:
@@ -362,17 +364,11 @@ class Relay:
         call = Call(request_id, started, endpoint, token, user, model, raw, payload, content_type, stream)
         price = self._price(model, tiers[0][0])
         assert self.ledger is not None
-        call.hold = await self.ledger.hold(
-            user,
-            token,
-            hold_micro(
-                prompt_estimate(payload, model, raw),
-                self._max_tokens(call),
-                price,
-                user.group_multiplier,
-                user.team_multiplier,
-            ),
-        )
+        prompt = prompt_estimate(payload, model, raw)
+        amount = hold_micro(prompt, self._max_tokens(call), price, user.group_multiplier, user.team_multiplier)
+        holding = time.monotonic()
+        call.hold = await self.ledger.hold(user, token, amount)
+        call.ledger += time.monotonic() - holding
         try:
             response = await self.forward(call, tiers)
         except BaseException as exc:
@@ -423,6 +419,7 @@ class Relay:
                     break
                 call.attempts += 1
                 call.channel, call.key = channel, key
+                sent = time.monotonic()
                 try:
                     return await self.attempt(call, channel, key)
                 except UpstreamFailure as failure:
@@ -432,6 +429,8 @@ class Relay:
                     await self._transition(self.pool.judge(key, failure.verdict))
                     if failure.verdict.fault == "request":
                         raise self._client_error(failure) from None
+                finally:
+                    call.upstream += time.monotonic() - sent
         if last is not None:
             raise self._client_error(last)
         channels = [c for tier in tiers for c in tier]
@@ -529,8 +528,10 @@ class Relay:
     # --- answering ----------------------------------------------------------
 
     async def respond(self, call: Call, response: aiohttp.ClientResponse, send: Send) -> None:
+        reading = time.monotonic()
         try:
             data = await response.read()
+            call.upstream += time.monotonic() - reading
         except (aiohttp.ClientError, TimeoutError) as exc:
             response.release()
             await self._finish_failed(call, exc)
@@ -540,7 +541,7 @@ class Relay:
         content_type = response.headers.get("Content-Type", "application/json").encode("latin-1")
         usage = self._usage_from_body(call, data, content_type)
         await self._settle(call, usage, 200)
-        await send_response(send, 200, data, call.request_id, content_type=content_type)
+        await send_response(send, 200, data, call.request_id, content_type=content_type, extra=[server_timing(call)])
 
     def _usage_from_body(self, call: Call, data: bytes, content_type: bytes) -> Usage:
         parsed = None
@@ -582,7 +583,7 @@ class Relay:
             {
                 "type": "http.response.start",
                 "status": 200,
-                "headers": [*SSE_HEADERS, (b"x-request-id", call.request_id.encode())],
+                "headers": [*SSE_HEADERS, (b"x-request-id", call.request_id.encode()), server_timing(call)],
             }
         )
         pump = asyncio.create_task(self._pump(response, send, state))
@@ -643,7 +644,9 @@ class Relay:
         if call.key is not None:
             tokens = usage.prompt_tokens + usage.completion_tokens
             self.pool.used(call.key, ok=True, latency_ms=event.latency_ms, tokens=tokens)
+        settling = time.monotonic()
         await self.ledger.settle(call.hold, event)
+        call.ledger += time.monotonic() - settling
         call.hold = None
 
     def _event(self, call: Call, usage: Usage, cost: int, status: int, error: str) -> UsageEvent:
@@ -723,6 +726,19 @@ class _StreamState:
             except orjson.JSONDecodeError:
                 continue
         return "".join(parts)
+
+
+def server_timing(call: Call) -> tuple[bytes, bytes]:
+    """The W3C ``Server-Timing`` header, in milliseconds since the request
+    began: ``ledger``, the hold and the settlement (Redis round trips in
+    service mode; in memory, plus the journal write, in embedded mode);
+    ``upstream``, waiting on upstreams (connecting, the answer's headers and,
+    before a whole answer is sent, its body); ``gateway``, the rest: the
+    relay's own work. Clients and the benchmark read where a request's time
+    went."""
+    upstream, ledger = call.upstream * 1000, call.ledger * 1000
+    gateway = (time.monotonic() - call.started) * 1000 - upstream - ledger
+    return b"server-timing", b"gateway;dur=%.3f, ledger;dur=%.3f, upstream;dur=%.3f" % (gateway, ledger, upstream)
 
 
 def _answer_text(parsed: object) -> str:

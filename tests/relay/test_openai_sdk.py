@@ -197,3 +197,24 @@ def test_dashboard_billing_endpoints_show_balance_in_openai_legacy_shape(relay_s
     uncapped = get(relay_setup["key"], "/v1/dashboard/billing/subscription")
     uncapped_usage = get(relay_setup["key"], "/v1/dashboard/billing/usage")
     assert round(uncapped["hard_limit_usd"] - uncapped_usage["total_usage"] / 100, 6) == balance / 1_000_000
+
+
+def test_server_timing_splits_the_gateway_own_time_from_the_upstream_wait(relay_setup, gateway):
+    import re
+
+    # given: a warm relay (the tokenizer loads on first use) and an upstream that takes 0.3 s to answer
+    sdk = client(gateway, relay_setup["key"])
+    messages = [{"role": "user", "content": "Say hi"}]
+    sdk.chat.completions.create(model="gpt-4o-mini", messages=messages)
+    relay_setup["emulator"].set_key_behaviour("sk-upstream-good", "slow", delay=0.3)
+    # when: a whole answer and a stream
+    whole = sdk.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=messages)
+    with sdk.chat.completions.with_streaming_response.create(model="gpt-4o-mini", messages=messages, stream=True) as s:
+        streamed = s.headers["server-timing"]
+        list(s.iter_lines())
+    # then: each says how long the gateway worked, held and settled, and waited on the upstream
+    for header in (whole.headers["server-timing"], streamed):
+        match = re.fullmatch(r"gateway;dur=(\d+\.\d{3}), ledger;dur=(\d+\.\d{3}), upstream;dur=(\d+\.\d{3})", header)
+        assert match, header
+        gateway_ms, ledger_ms, upstream_ms = (float(m) for m in match.groups())
+        assert upstream_ms >= 300 and 0 < gateway_ms < 300 and 0 < ledger_ms < 300
