@@ -62,6 +62,48 @@ def _stats(samples: list[float]) -> dict:
     }
 
 
+# The metrics of the relay's Server-Timing header (relay/app.py server_timing).
+TIMING_PARTS = ("gateway", "ledger", "upstream")
+
+
+def server_timing(value: str | None) -> dict[str, float]:
+    """``Server-Timing: gateway;dur=0.231, ledger;dur=0.02, upstream;dur=0.412`` → {name: ms}."""
+    out: dict[str, float] = {}
+    for metric in (value or "").split(","):
+        name, _, params = metric.strip().partition(";")
+        for param in params.split(";"):
+            key, _, number = param.strip().partition("=")
+            if key == "dur":
+                try:
+                    out[name] = float(number)
+                except ValueError:
+                    pass
+    return out
+
+
+def breakdown(timed: list[tuple[float, dict[str, float]]]) -> dict | None:
+    """Where the time of the typical (the middle tenth around the median) and
+    of the slowest 1% of requests went, by the relay's own Server-Timing
+    header: its own work ("gateway"), the hold and settlement ("ledger"),
+    waiting on the upstream, and the rest ("outside": reaching the relay and
+    getting back, wake-ups included)."""
+    timed = [(total, t) for total, t in timed if set(TIMING_PARTS) <= t.keys()]
+    if len(timed) < 100:
+        return None
+    timed.sort(key=lambda item: item[0])
+    n = len(timed)
+
+    def mean_of(group: list[tuple[float, dict[str, float]]]) -> dict:
+        def mean(part: str) -> float:
+            return sum(item[1][part] for item in group) / len(group)
+
+        total = sum(item[0] for item in group) / len(group)
+        parts = {f"{part}_ms": mean(part) for part in TIMING_PARTS}
+        return {"requests": len(group), "total_ms": total, **parts, "outside_ms": total - sum(parts.values())}
+
+    return {"typical": mean_of(timed[n * 45 // 100 : n * 55 // 100]), "slowest": mean_of(timed[n - max(1, n // 100) :])}
+
+
 async def fixed_rate(
     targets: dict[str, tuple[str, str]], *, rate: float, max_requests: int, max_seconds: float, warmup: int = 100
 ) -> dict:
@@ -71,6 +113,7 @@ async def fixed_rate(
     data = body("bench-instant")
     sessions = {name: aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) for name in targets}
     samples: dict[str, list[float]] = {name: [] for name in targets}
+    timed: dict[str, list[tuple[float, dict[str, float]]]] = {name: [] for name in targets}
     errors = dict.fromkeys(targets, 0)
     try:
         for name, (url, key) in targets.items():
@@ -93,6 +136,8 @@ async def fixed_rate(
                 elapsed = (time.perf_counter_ns() - t0) / 1e6
                 if ok:
                     samples[name].append(elapsed)
+                    if "Server-Timing" in r.headers:
+                        timed[name].append((elapsed, server_timing(r.headers["Server-Timing"])))
                 else:
                     errors[name] += 1
             if time.perf_counter() - start > max_seconds:
@@ -106,6 +151,7 @@ async def fixed_rate(
             "errors": errors[name],
             "rate": rate,
             **_stats(samples[name]),
+            "breakdown": breakdown(timed[name]),
         }
         for name in targets
     }
@@ -138,6 +184,7 @@ async def _one_stream(session: aiohttp.ClientSession, url: str, key: str, data: 
     t0 = time.perf_counter()
     async with session.post(url, data=data, headers=headers(key)) as r:
         status = r.status
+        timing = server_timing(r.headers.get("Server-Timing"))
         async for piece in r.content.iter_any():
             now = time.perf_counter()
             if first is None:
@@ -146,7 +193,15 @@ async def _one_stream(session: aiohttp.ClientSession, url: str, key: str, data: 
             arrivals.extend([now] * n)
             coalesced += max(0, n - 1)
     end = time.perf_counter()
-    return {"status": status, "t0": t0, "first": first, "end": end, "arrivals": arrivals, "coalesced": coalesced}
+    return {
+        "status": status,
+        "t0": t0,
+        "first": first,
+        "end": end,
+        "arrivals": arrivals,
+        "coalesced": coalesced,
+        "timing": timing,
+    }
 
 
 async def paced_streams(targets: dict[str, tuple[str, str]], *, streams: int, chunks: int, interval: float) -> dict:
@@ -156,7 +211,10 @@ async def paced_streams(targets: dict[str, tuple[str, str]], *, streams: int, ch
     first + i × interval)."""
     data = body("bench-stream", stream=True)
     sessions = {name: aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) for name in targets}
-    acc = {name: {"ttfb": [], "total": [], "late": [], "coalesced": 0, "failures": 0} for name in targets}
+    acc = {
+        name: {"ttfb": [], "total": [], "late": [], "coalesced": 0, "failures": 0, **{p: [] for p in TIMING_PARTS}}
+        for name in targets
+    }
     try:
         for i in range(streams + 2):  # the first two warm connection pools and caches up
             for name, (url, key) in targets.items():
@@ -172,6 +230,9 @@ async def paced_streams(targets: dict[str, tuple[str, str]], *, streams: int, ch
                 first = s["arrivals"][0]
                 a["late"] += [(t - first - k * interval) * 1000 for k, t in enumerate(s["arrivals"])]
                 a["coalesced"] += s["coalesced"]
+                if set(TIMING_PARTS) <= s["timing"].keys():
+                    for part in TIMING_PARTS:
+                        a[part].append(s["timing"][part])
     finally:
         for session in sessions.values():
             await session.close()
@@ -187,6 +248,9 @@ async def paced_streams(targets: dict[str, tuple[str, str]], *, streams: int, ch
             "late_p99_ms": percentile(a["late"], 99),
             "late_max_ms": max(a["late"]) if a["late"] else float("nan"),
             "coalesced_events": a["coalesced"],
+            # The relay's Server-Timing at the stream's start: its own work
+            # before the first byte, the hold, and the wait for the upstream's headers.
+            **{f"{part}_p50_ms": percentile(a[part], 50) if a[part] else None for part in TIMING_PARTS},
         }
         for name, a in acc.items()
     }

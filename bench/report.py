@@ -513,6 +513,24 @@ def latency_table(res: dict) -> list[str]:
     return out
 
 
+def breakdown_table(res: dict) -> list[str]:
+    out = [
+        "| | requests | total ms | gateway ms | ledger ms | upstream ms | outside ms |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, label in RELAYS:
+        b = (_get(res, name, "latency") or {}).get("breakdown")
+        if not b:
+            continue
+        for group, what in (("typical", "typical (middle tenth)"), ("slowest", "slowest 1%")):
+            g = b[group]
+            out.append(
+                f"| {label}, {what} | {g['requests']:,} | {g['total_ms']:.3f} | {g['gateway_ms']:.3f} | "
+                f"{g['ledger_ms']:.3f} | {g['upstream_ms']:.3f} | {g['outside_ms']:.3f} |"
+            )
+    return out if len(out) > 2 else [f"Server-Timing breakdown: {NM}."]
+
+
 def stream_table(res: dict) -> list[str]:
     out = [
         "| | streams ok | TTFB p50 ms (direct → relay) | added TTFB p50 | TTFB p99 ms (direct → relay) | "
@@ -603,6 +621,31 @@ def profile_section(res: dict) -> list[str]:
     return out
 
 
+def _split(lat: dict, group: str, direct_ms: float) -> str:
+    """One sentence: where a group of requests' time went, by Server-Timing."""
+    b = (lat.get("breakdown") or {}).get(group)
+    if not b:
+        return ""
+    typical = group == "typical"
+    what = "A typical request" if typical else f"The slowest 1% ({b['requests']} requests)"
+    budget = 0.5 if typical else 2.0
+    own = b["gateway_ms"] + b["ledger_ms"]
+    verdict = (
+        f" The relay's own work and its ledger together are within the {budget:g} ms target; the rest is the hops "
+        "a relay adds, which the floor pays too."
+        if own <= budget
+        else f" The relay's own work and its ledger together ({own:.3f} ms) are over the {budget:g} ms target."
+    )
+    return (
+        f" {what} took {b['total_ms']:.3f} ms at the client; by the relay's Server-Timing header, "
+        f"{b['gateway_ms']:.3f} ms of it was the relay's own work, {b['ledger_ms']:.3f} ms the hold and the "
+        f"settlement, {b['upstream_ms']:.3f} ms waiting on the upstream (the direct requests' "
+        f"{'p50' if typical else 'p99'}: {direct_ms:.3f} ms, the client's own costs included), and "
+        f"{b['outside_ms']:.3f} ms outside the relay's handler (the hops to and from it, their wake-ups, "
+        f"uvicorn).{verdict}"
+    )
+
+
 def gaps_section(res: dict) -> list[str]:
     """Why each target this run missed is missed, from this run's own figures."""
     out: list[str] = []
@@ -649,22 +692,22 @@ def gaps_section(res: dict) -> list[str]:
                 f"- **{label}, added p50 at 1 connection ({added:+.3f} ms).** At this rate the floor itself adds "
                 f"{floor_added:+.3f} ms though it spends {floor_c1['cpu_ms_per_request']:.3f} ms of CPU per request: "
                 "between requests the cores go idle, and every extra process hop (client → relay → upstream → "
-                f"relay) pays a wake-up. What the relay adds beyond the floor, {added - floor_added:+.3f} ms, is its "
-                f"extra CPU per request at one connection ({c1['cpu_ms_per_request']:.3f} against "
+                f"relay) pays a wake-up.{_split(lat, 'typical', direct['p50_ms'])} What the relay adds beyond the "
+                f"floor, {added - floor_added:+.3f} ms, "
+                f"is its extra CPU per request at one connection ({c1['cpu_ms_per_request']:.3f} against "
                 f"{floor_c1['cpu_ms_per_request']:.3f} ms){redis}."
             )
         added99, floor99 = lat["p99_ms"] - direct["p99_ms"], flat["p99_ms"] - fdirect["p99_ms"]
         if added99 > 2.0:
             out.append(
-                f"- **{label}, added p99 at 1 connection ({added99:+.3f} ms).** The floor's own is {floor99:+.3f} ms. "
-                "The relay's batches share its one core with the event loop: settlement every 0.25 s in the DB "
-                "thread. A request that arrives during one waits for it; running that thread at a lower priority "
-                "with a 0.5 ms GIL switch interval took about 1 ms off the embedded figure in A/B runs, not all of "
-                "it."
+                f"- **{label}, added p99 at 1 connection ({added99:+.3f} ms).** The floor's own is {floor99:+.3f} ms."
+                f"{_split(lat, 'slowest', direct['p99_ms'])} Periodic batches in the relay's DB thread "
+                "(settlement, snapshot polls) start in a gap between requests when one comes within 0.25 s "
+                "(`Quiet` in relay/db.py), so at this rate they rarely meet a request."
                 + (
                     " In service mode PostgreSQL and Redis, which are not pinned, also run on the relay's core "
-                    "(the share of other processes on it is in the last table of (a)), and each settlement batch is "
-                    "a PostgreSQL commit."
+                    "(the share of other processes on it is in the last table of (a)), and the hold and the "
+                    "settlement are Redis round trips inside the gateway's time."
                     if name == "service"
                     else ""
                 )
@@ -677,10 +720,20 @@ def gaps_section(res: dict) -> list[str]:
         added, floor_added = st["ttfb_p50_ms"] - sd["ttfb_p50_ms"], ft["ttfb_p50_ms"] - fd["ttfb_p50_ms"]
         if added <= 1.0:
             continue
+        split = (
+            f" By the Server-Timing header the relay sends at the stream's start, its own work before the first "
+            f"byte took {st['gateway_p50_ms']:.3f} ms (p50), the hold {st['ledger_p50_ms']:.3f} ms, and the wait "
+            f"for the upstream's answer {st['upstream_p50_ms']:.3f} ms (the direct TTFB p50, the client's own "
+            f"costs included: {sd['ttfb_p50_ms']:.3f} ms)."
+            if st.get("gateway_p50_ms") is not None
+            else ""
+        )
         out.append(
             f"- **{label}, stream time-to-first-byte ({added:+.3f} ms).** The floor adds {floor_added:+.3f} ms "
-            f"here; the relay's further {added - floor_added:+.3f} ms is its per-request work before the upstream "
-            "call (auth, the prompt count for the hold, the hold itself) and the usage request it adds to the body."
+            f"here, from the same wake-ups as above.{split} The relay's further {added - floor_added:+.3f} ms over "
+            "the floor is that work: auth, the prompt count for the hold, the hold itself"
+            + (" (a Redis round trip)" if name == "service" else "")
+            + ", and the usage request it adds to the body."
         )
     for name, label in (("embedded", "Embedded"), ("service", "Service")):
         st, sd = _get(res, name, "streams"), _get(res, name, "streams_direct")
@@ -884,6 +937,14 @@ def write(res: dict, docs: Path) -> None:
         "percentile minus the interleaved direct requests' percentile.",
         "",
         *latency_table(res),
+        "",
+        "Where the relay's time went, from the `Server-Timing` header it sends with each answer (`gateway`: its own "
+        "work from the start of the request to the response; `upstream`: waiting on the upstream, connection and "
+        'body read included), against the client\'s total; "outside" is the rest: the request reaching the '
+        "relay's handler and the answer getting back, with the wake-ups and uvicorn's parsing on the way. Means "
+        "over the requests of each group:",
+        "",
+        *breakdown_table(res),
         "",
         "## (b) Streams of 64 chunks",
         "",
