@@ -35,6 +35,10 @@ async def consume_usage(redis, db: DbWorker) -> None:  # type: ignore[no-untyped
     backlog = True  # first re-read what this consumer name left pending
     while True:
         try:
+            # Wait for a gap between requests before reading, not after:
+            # entries read are this consumer's until acknowledged, and a
+            # process killed in between leaves them to billing.settle_usage.
+            await db.quiet.wait()
             reply = await redis.xreadgroup(
                 USAGE_GROUP, consumer, {USAGE_STREAM: "0" if backlog else ">"}, count=BATCH, block=1000
             )
@@ -46,7 +50,7 @@ async def consume_usage(redis, db: DbWorker) -> None:  # type: ignore[no-untyped
                 continue
             ids = [entry_id for entry_id, _ in entries]
             events = [decode_event(fields[b"e"]) for _, fields in entries]
-            await db.run_quietly(db.backend.apply_usage, events)
+            await db.run(db.backend.apply_usage, events)
             pipe = redis.pipeline(transaction=False)
             pipe.xack(USAGE_STREAM, USAGE_GROUP, *ids)
             pipe.xdel(USAGE_STREAM, *ids)
