@@ -30,7 +30,7 @@ from relay.http import ClientGone, Receive, Scope, Send, client_ip, header, read
 from relay.journal import Journal
 from relay.keypool import STATS_FLUSH_SECONDS, KeyPool
 from relay.ledger import Hold, Ledger, MemoryLedger, RedisLedger
-from relay.metering import Usage, cost_micro, hold_micro, usage_from_openai
+from relay.metering import Usage, cost_micro, hold_micro, trailing_usage, usage_from_openai
 from relay.ports import Backend, Settled, UsageEvent
 from relay.providers import openai as openai_adapter
 from relay.resp import RespClient
@@ -544,8 +544,13 @@ class Relay:
         await send_response(send, 200, data, call.request_id, content_type=content_type, extra=[server_timing(call)])
 
     def _usage_from_body(self, call: Call, data: bytes, content_type: bytes) -> Usage:
+        json_body = content_type.startswith(b"application/json")
+        if json_body and call.endpoint != "images/generations":  # images are billed by count: that needs the body
+            usage = usage_from_openai(trailing_usage(data))
+            if usage is not None:
+                return usage
         parsed = None
-        if content_type.startswith(b"application/json"):
+        if json_body:
             try:
                 parsed = orjson.loads(data)
             except orjson.JSONDecodeError:

@@ -13,6 +13,8 @@ import functools
 from dataclasses import dataclass
 from decimal import Decimal
 
+import orjson
+
 from relay.snapshot import PriceSnap
 
 
@@ -72,3 +74,28 @@ def usage_from_openai(data: dict | None) -> Usage | None:
         cached_tokens=int(details.get("cached_tokens") or 0),
         audio_tokens=int(details.get("audio_tokens") or 0),
     )
+
+
+def trailing_usage(body: bytes) -> dict | None:
+    """The ``usage`` object of a JSON answer whose last top-level member it
+    is (as OpenAI and most compatible APIs send it), parsed on its own. An
+    embeddings answer runs to megabytes, and parsing all of it to read the
+    usage held the event loop for ~18 ms per 3 MB. None when the usage is
+    anywhere else: the caller then parses the whole body."""
+    at = body.rfind(b'"usage"')
+    if at < 0:
+        return None
+    rest = body[at + 7 :].strip()
+    if not rest.startswith(b":") or not rest.endswith(b"}"):
+        return None
+    # Between the colon and the top-level object's closing brace: in valid
+    # JSON this parses as one object only if it is the whole usage value
+    # (a later member, or a nesting level, leaves trailing characters).
+    value = rest[1:-1].strip()
+    if not value.startswith(b"{"):
+        return None
+    try:
+        usage = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    return usage if isinstance(usage, dict) else None

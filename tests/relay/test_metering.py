@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from relay.metering import Usage, cost_micro, hold_micro, usage_from_openai
+import orjson
+
+from relay.metering import Usage, cost_micro, hold_micro, trailing_usage, usage_from_openai
 from relay.snapshot import PriceSnap
 
 D = Decimal
@@ -103,3 +105,24 @@ def test_integer_arithmetic_matches_the_decimal_formula_exactly():
             )
             expected = int((total * group * team).to_integral_value(rounding=decimal.ROUND_CEILING))
             assert cost_micro(usage, p, group, team) == expected
+
+
+def test_trailing_usage_reads_the_last_top_level_member_alone():
+    usage = {"prompt_tokens": 8, "total_tokens": 8, "prompt_tokens_details": {"cached_tokens": 2}}
+    body = orjson.dumps({"object": "list", "data": [{"embedding": [0.1] * 50, "index": 0}], "usage": usage})
+    assert trailing_usage(body) == usage
+    assert trailing_usage(b'{"id": "x",\n  "usage" :\n {"prompt_tokens": 3} \n}\n') == {"prompt_tokens": 3}
+
+
+def test_trailing_usage_leaves_every_other_shape_to_a_full_parse():
+    for body in (
+        b'{"usage": {"prompt_tokens": 3}, "model": "m"}',  # not the last member
+        b'{"choices": [{"usage": {"prompt_tokens": 3}}]}',  # nested
+        b'{"a": {"usage": {"prompt_tokens": 3}}}',  # nested, last
+        b'{"usage": null}',
+        b'{"note": "usage"}',
+        b'[{"usage": {"prompt_tokens": 3}}]',
+        b'{"usage": {"prompt_tokens": 3}',  # truncated
+        b"no json at all",
+    ):
+        assert trailing_usage(body) is None, body
