@@ -35,10 +35,6 @@ async def consume_usage(redis, db: DbWorker) -> None:  # type: ignore[no-untyped
     backlog = True  # first re-read what this consumer name left pending
     while True:
         try:
-            # Wait for a gap between requests before reading, not after:
-            # entries read are this consumer's until acknowledged, and a
-            # process killed in between leaves them to billing.settle_usage.
-            await db.quiet.wait()
             reply = await redis.xreadgroup(
                 USAGE_GROUP, consumer, {USAGE_STREAM: "0" if backlog else ">"}, count=BATCH, block=1000
             )
@@ -57,8 +53,13 @@ async def consume_usage(redis, db: DbWorker) -> None:  # type: ignore[no-untyped
             await pipe.execute()
             if len(entries) < BATCH:
                 # Caught up: let the next batch gather (as embedded mode does)
-                # rather than paying a read, a transaction and an ack per event.
+                # rather than paying a read, a transaction and an ack per event,
+                # then read it in a gap between requests. (Before the read, not
+                # between read and write: entries read are this consumer's
+                # until acknowledged, and a process killed in between leaves
+                # them to billing.settle_usage.) With a backlog, no waiting.
                 await asyncio.sleep(SETTLE_EVERY)
+                await db.quiet.wait()
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+
+import pytest
 
 from relay import db as db_module
 from relay.db import DbWorker, Quiet
@@ -76,3 +79,57 @@ async def test_settlement_waits_for_the_request_in_flight_to_end(tmp_path, monke
     # then: the event was settled only after the request ended
     assert backend.settled_at and backend.settled_at[0] >= ended
     await worker.close()
+
+
+@pytest.mark.service
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs REDIS_URL")
+async def test_the_stream_consumer_reads_a_backlog_without_waiting_for_a_gap() -> None:
+    import redis.asyncio as aioredis
+
+    from relay.ledger import USAGE_STREAM
+    from relay.ports import encode_event
+    from relay.usage_stream import consume_usage
+
+    class CountingQuiet(Quiet):
+        waits = 0
+
+        async def wait(self, at_most: float = db_module.QUIET_WAIT) -> None:
+            self.waits += 1
+            await super().wait(at_most)
+
+    class RecordingDb:
+        """The consumer's side of a DB worker: records each batch and how many
+        times it had waited for a gap before it."""
+
+        def __init__(self) -> None:
+            self.quiet = CountingQuiet()
+            self.backend = RecordingBackend()
+            self.batches: list[tuple[int, int]] = []
+
+        async def run(self, fn, events):  # type: ignore[no-untyped-def]
+            self.batches.append((len(events), self.quiet.waits))
+            return fn(events)
+
+    # given: 1,200 usage events on the stream and a relay that is never idle
+    redis = aioredis.Redis.from_url(os.environ["REDIS_URL"])
+    await redis.delete(USAGE_STREAM)
+    pipe = redis.pipeline(transaction=False)
+    for _ in range(1200):
+        pipe.xadd(USAGE_STREAM, {"e": encode_event(usage_event(1, 10))})
+    await pipe.execute()
+    db = RecordingDb()
+    db.quiet.enter()
+    # when: a consumer drains them
+    consumer = asyncio.create_task(consume_usage(redis, db))  # type: ignore[arg-type]
+    try:
+        for _ in range(500):
+            if sum(n for n, _ in db.batches) >= 1200:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
+        await redis.delete(USAGE_STREAM)
+        await redis.aclose()
+    # then: every batch of the backlog was read at once, none waited for a gap
+    assert db.batches == [(500, 0), (500, 0), (200, 0)]
