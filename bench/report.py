@@ -596,11 +596,12 @@ def profile_section(res: dict) -> list[str]:
     relay_own = dict(prof["areas"]).get("relay (oneproxy)", 0)
     out += [
         "",
-        "In short: writing usage rows through the Django ORM (`billing/usage_sink.py`, in the relay's DB worker "
-        f"thread) held the GIL {100 * groups.get('usage', 0) / n:.0f}% of the time; the per-request proxy and "
-        "`.netrc` lookups that aiohttp's `trust_env=True` makes (`get_env_proxy_for_url`, `netrc_from_env`, "
-        f"`to_thread`, and the executor threads they run on) {100 * groups.get('trust_env', 0) / n:.0f}%; code in "
-        f"`relay/` itself, as innermost frame, {100 * relay_own / n:.0f}%. The rest is the HTTP machinery the floor "
+        "In short: writing usage rows through Django's database connection (`billing/usage_sink.py`, in the "
+        f"relay's DB worker thread) held the GIL {100 * groups.get('usage', 0) / n:.0f}% of the time; the "
+        "per-request proxy and `.netrc` lookups that aiohttp's `trust_env=True` makes (`get_env_proxy_for_url`, "
+        "`netrc_from_env`, `to_thread`, and the executor threads they run on) "
+        f"{100 * groups.get('trust_env', 0) / n:.0f}%; code in `relay/` itself, as innermost frame, "
+        f"{100 * relay_own / n:.0f}%. The rest is the HTTP machinery the floor "
         "pays as well (uvicorn, httptools, aiohttp, asyncio).",
     ]
     out += ["", "GIL time by area of code (the innermost Python frame):", "", "| area | share |", "|---|---:|"]
@@ -731,7 +732,7 @@ def gaps_section(res: dict) -> list[str]:
         out.append(
             f"- **{label}, stream time-to-first-byte ({added:+.3f} ms).** The floor adds {floor_added:+.3f} ms "
             f"here, from the same wake-ups as above.{split} The relay's further {added - floor_added:+.3f} ms over "
-            "the floor is that work: auth, the prompt count for the hold, the hold itself"
+            "the floor is mostly that work: auth, the prompt count for the hold, the hold itself"
             + (" (a Redis round trip)" if name == "service" else "")
             + ", and the usage request it adds to the body."
         )
@@ -938,11 +939,12 @@ def write(res: dict, docs: Path) -> None:
         "",
         *latency_table(res),
         "",
-        "Where the relay's time went, from the `Server-Timing` header it sends with each answer (`gateway`: its own "
-        "work from the start of the request to the response; `upstream`: waiting on the upstream, connection and "
-        'body read included), against the client\'s total; "outside" is the rest: the request reaching the '
-        "relay's handler and the answer getting back, with the wake-ups and uvicorn's parsing on the way. Means "
-        "over the requests of each group:",
+        "Where the relay's time went, from the `Server-Timing` header it sends with each answer (`ledger`: the hold "
+        "and the settlement, Redis round trips in service mode; `upstream`: waiting on the upstream, connection "
+        "and body read included; `gateway`: the rest of its time from the start of the request to the response, "
+        "its own work), against the client's total; \"outside\" is the rest: the request reaching the relay's "
+        "handler and the answer getting back, with the wake-ups and uvicorn's parsing on the way. Means over the "
+        "requests of each group:",
         "",
         *breakdown_table(res),
         "",
