@@ -431,14 +431,14 @@ class Relay:
                 try:
                     return await self.attempt(call, channel, key)
                 except UpstreamFailure as failure:
-                    call.reached = call.reached or failure.reached
                     last = failure
-                    self.pool.used(key, ok=False, latency_ms=None)
-                    await self._transition(self.pool.judge(key, failure.verdict))
-                    if failure.verdict.fault == "request":
-                        raise self._client_error(failure) from None
                 finally:
                     call.upstream += time.monotonic() - sent
+                call.reached = call.reached or last.reached
+                self.pool.used(key, ok=False, latency_ms=None)
+                await self._transition(self.pool.judge(key, last.verdict))
+                if last.verdict.fault == "request":
+                    raise self._client_error(last) from None
         if last is not None:
             raise self._client_error(last)
         channels = [c for tier in tiers for c in tier]
