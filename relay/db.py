@@ -80,8 +80,11 @@ class Quiet:
             return
         if self._waiter is None:
             self._waiter = asyncio.get_running_loop().create_future()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._waiter), at_most)
+        # asyncio.wait, not wait_for: on Python 3.11 wait_for can swallow a
+        # cancellation that arrives as the inner future completes, and a
+        # cancelled background task must stop (shutdown waits for it). It
+        # never cancels the shared waiter either.
+        await asyncio.wait((self._waiter,), timeout=at_most)
 
 
 class DbWorker:

@@ -48,6 +48,27 @@ async def test_wait_gives_up_after_its_bound_on_a_relay_that_is_never_idle() -> 
     quiet.leave()
 
 
+async def test_a_cancelled_wait_stops_even_as_the_last_request_ends() -> None:
+    # given: a periodic task waiting for a gap (as the settler and the pollers do)
+    quiet = Quiet()
+    quiet.enter()
+
+    async def periodic() -> None:
+        while True:
+            await quiet.wait(at_most=5)
+            await asyncio.sleep(0.01)
+
+    task = asyncio.create_task(periodic())
+    await asyncio.sleep(0.05)
+    # when: the last request ends and, a loop turn later, shutdown cancels the task
+    quiet.leave()
+    await asyncio.sleep(0)
+    task.cancel()
+    # then: the task stops (wait_for on Python 3.11 could swallow this cancel)
+    await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 1)
+    assert task.cancelled()
+
+
 class RecordingBackend:
     def __init__(self) -> None:
         self.settled_at: list[float] = []
