@@ -83,7 +83,12 @@ def trailing_usage(body: bytes) -> dict | None:
     usage held the event loop for ~18 ms per 3 MB. None when the usage is
     anywhere else: the caller then parses the whole body."""
     at = body.rfind(b'"usage"')
-    if at < 0:
+    if at < 0 or not body[:64].lstrip().startswith(b"{"):
+        return None
+    # A key starts after "{" or ",": this also refuses the end of another
+    # key that contains an escaped quote (``"x\"usage"``).
+    before = body[max(0, at - 64) : at].rstrip()
+    if not before.endswith((b",", b"{")):
         return None
     rest = body[at + 7 :].strip()
     if not rest.startswith(b":") or not rest.endswith(b"}"):

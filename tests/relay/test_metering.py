@@ -124,5 +124,8 @@ def test_trailing_usage_leaves_every_other_shape_to_a_full_parse():
         b'[{"usage": {"prompt_tokens": 3}}]',
         b'{"usage": {"prompt_tokens": 3}',  # truncated
         b"no json at all",
+        b'garbage "usage": {"prompt_tokens": 3}}',  # not a JSON object
+        # the end of another key, holding an escaped quote; the real usage comes first
+        b'{"usage": {"prompt_tokens": 100000}, "x\\"usage": {"prompt_tokens": 1}}',
     ):
         assert trailing_usage(body) is None, body
