@@ -35,29 +35,28 @@ async def consume_usage(redis, db: DbWorker) -> None:  # type: ignore[no-untyped
     backlog = True  # first re-read what this consumer name left pending
     while True:
         try:
-            reply = await redis.xreadgroup(
-                USAGE_GROUP, consumer, {USAGE_STREAM: "0" if backlog else ">"}, count=BATCH, block=1000
-            )
+            reply = await redis.xreadgroup(USAGE_GROUP, consumer, {USAGE_STREAM: "0" if backlog else ">"}, count=BATCH)
             entries = reply[0][1] if reply else []
             if backlog and not entries:
                 backlog = False
                 continue
-            if not entries:
-                continue
-            ids = [entry_id for entry_id, _ in entries]
-            events = [decode_event(fields[b"e"]) for _, fields in entries]
-            await db.run(db.backend.apply_usage, events)
-            pipe = redis.pipeline(transaction=False)
-            pipe.xack(USAGE_STREAM, USAGE_GROUP, *ids)
-            pipe.xdel(USAGE_STREAM, *ids)
-            await pipe.execute()
+            if entries:
+                ids = [entry_id for entry_id, _ in entries]
+                events = [decode_event(fields[b"e"]) for _, fields in entries]
+                await db.run(db.backend.apply_usage, events)
+                pipe = redis.pipeline(transaction=False)
+                pipe.xack(USAGE_STREAM, USAGE_GROUP, *ids)
+                pipe.xdel(USAGE_STREAM, *ids)
+                await pipe.execute()
             if len(entries) < BATCH:
                 # Caught up: let the next batch gather (as embedded mode does)
                 # rather than paying a read, a transaction and an ack per event,
-                # then read it in a gap between requests. (Before the read, not
-                # between read and write: entries read are this consumer's
-                # until acknowledged, and a process killed in between leaves
-                # them to billing.settle_usage.) With a backlog, no waiting.
+                # then read it in a gap between requests. The read does not
+                # block: a blocked read would wake on the XADD of a request
+                # still in flight. (Wait before the read, never between read
+                # and write: entries read are this consumer's until
+                # acknowledged, and a process killed in between leaves them
+                # to billing.settle_usage.) With a backlog, no waiting.
                 await asyncio.sleep(SETTLE_EVERY)
                 await db.quiet.wait()
         except asyncio.CancelledError:
