@@ -427,18 +427,15 @@ class Relay:
                     break
                 call.attempts += 1
                 call.channel, call.key = channel, key
-                sent = time.monotonic()
                 try:
                     return await self.attempt(call, channel, key)
                 except UpstreamFailure as failure:
+                    call.reached = call.reached or failure.reached
                     last = failure
-                finally:
-                    call.upstream += time.monotonic() - sent
-                call.reached = call.reached or last.reached
-                self.pool.used(key, ok=False, latency_ms=None)
-                await self._transition(self.pool.judge(key, last.verdict))
-                if last.verdict.fault == "request":
-                    raise self._client_error(last) from None
+                    self.pool.used(key, ok=False, latency_ms=None)
+                    await self._transition(self.pool.judge(key, failure.verdict))
+                    if failure.verdict.fault == "request":
+                        raise self._client_error(failure) from None
         if last is not None:
             raise self._client_error(last)
         channels = [c for tier in tiers for c in tier]
@@ -500,35 +497,39 @@ class Relay:
         assert self.session is not None
         body = openai_adapter.prepare_body(channel, call.endpoint, call.raw, call.payload, call.model, call.stream)
         read_timeout = channel.idle_timeout if call.stream else channel.first_byte_timeout
-        request = self.session.post(
-            openai_adapter.upstream_url(channel, call.endpoint),
-            data=body,
-            headers=openai_adapter.upstream_headers(channel, key.secret, call.content_type),
-            timeout=_timeout(channel.connect_timeout, read_timeout),
-            proxy=channel.proxy_url,
-        )
+        sent = time.monotonic()  # from here to the answer (or the error body): time spent upstream
         try:
-            if call.stream:
-                # Streams read with the idle timeout, so the first byte gets its own deadline.
-                async with asyncio.timeout(channel.connect_timeout + channel.first_byte_timeout):
+            request = self.session.post(
+                openai_adapter.upstream_url(channel, call.endpoint),
+                data=body,
+                headers=openai_adapter.upstream_headers(channel, key.secret, call.content_type),
+                timeout=_timeout(channel.connect_timeout, read_timeout),
+                proxy=channel.proxy_url,
+            )
+            try:
+                if call.stream:
+                    # Streams read with the idle timeout, so the first byte gets its own deadline.
+                    async with asyncio.timeout(channel.connect_timeout + channel.first_byte_timeout):
+                        response = await request
+                else:
+                    # sock_read bounds the wait for the first byte and every read after it.
                     response = await request
-            else:
-                # sock_read bounds the wait for the first byte and every read after it.
-                response = await request
-        except TimeoutError:
-            verdict = keystate.Verdict("transient", "timeout", "no response in time")
-            raise UpstreamFailure(504, verdict, reached=False, timeout=True) from None
-        except aiohttp.ClientError as exc:
-            verdict = keystate.Verdict("transient", "connect_error", f"cannot reach upstream: {type(exc).__name__}")
-            raise UpstreamFailure(502, verdict, reached=False) from None
-        if response.status < 400:
-            return response
-        try:
-            data = await response.read()
-        except (aiohttp.ClientError, TimeoutError):
-            data = b""
+            except TimeoutError:
+                verdict = keystate.Verdict("transient", "timeout", "no response in time")
+                raise UpstreamFailure(504, verdict, reached=False, timeout=True) from None
+            except aiohttp.ClientError as exc:
+                verdict = keystate.Verdict("transient", "connect_error", f"cannot reach upstream: {type(exc).__name__}")
+                raise UpstreamFailure(502, verdict, reached=False) from None
+            if response.status < 400:
+                return response
+            try:
+                data = await response.read()
+            except (aiohttp.ClientError, TimeoutError):
+                data = b""
+            finally:
+                response.release()
         finally:
-            response.release()
+            call.upstream += time.monotonic() - sent
         assert self.snapshot is not None
         verdict = keystate.judge(response.status, data, response.headers, key.secret, self.snapshot.disable_phrases)
         raise UpstreamFailure(response.status, verdict, timeout=response.status in (408, 504))
