@@ -24,7 +24,7 @@ def apply_usage(events: list[UsageEvent]) -> Settled:
     this runs for every request, and building model objects was measured as
     the largest single cost of the relay process (docs/BENCHMARKS.md).
     """
-    seen = _usage_ids([e.request_id for e in events])
+    seen = _select_in(UsageLog, "request_id", "id", [e.request_id for e in events])
     fresh: dict[str, UsageEvent] = {}
     for event in events:
         if event.request_id not in seen:
@@ -32,10 +32,10 @@ def apply_usage(events: list[UsageEvent]) -> Settled:
     if not fresh:
         return Settled()
     _insert_many(UsageLog, _LOG_FIELDS, [_log_values(e) for e in fresh.values()])
-    usage_ids = _usage_ids(list(fresh))
+    usage_ids = _select_in(UsageLog, "request_id", "id", list(fresh))
     user_ids = sorted({e.user_id for e in fresh.values()})
     # Lock the users in a fixed order so concurrent writers cannot deadlock.
-    balances = _select_in(User, "balance", user_ids, lock=True)
+    balances = _select_in(User, "id", "balance", user_ids, lock=True)
     entries = []
     spent_by_token: dict[int, int] = {}
     now = datetime.now(UTC)
@@ -68,36 +68,22 @@ def apply_usage(events: list[UsageEvent]) -> Settled:
                 f"UPDATE {Token._meta.db_table} SET used = used + %s, last_used_at = %s WHERE id = %s",
                 [(spent, last_used, token_id) for token_id, spent in spent_by_token.items()],
             )
-    token_used = _select_in(Token, "used", sorted(spent_by_token))
+    token_used = _select_in(Token, "id", "used", list(spent_by_token))
     return Settled(balances=balances, token_used=token_used)
 
 
-def _select_in(model, column: str, ids: list[int], lock: bool = False) -> dict[int, int]:  # type: ignore[no-untyped-def]
-    """id → ``column`` for these rows, in id order (``lock``: FOR UPDATE where
-    the database has it). Plain SQL: building the two ORM queries a batch
-    made cost ~1 ms of CPU per batch, more than the rest of a small batch."""
-    if not ids:
+def _select_in(model, key: str, value: str, keys: list, lock: bool = False) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    """``key`` → ``value`` of the rows whose ``key`` is one of ``keys``. Plain
+    SQL: the ORM compiled a query per call (~1 ms of CPU a batch, more than
+    the rest of a small one) and prepared each of up to thousands of IN
+    parameters on its own. ``lock``: FOR UPDATE, in ``key`` order, where the
+    database has it."""
+    if not keys:
         return {}
-    lock_clause = " FOR UPDATE" if lock and connection.features.has_select_for_update else ""
-    placeholders = ", ".join(["%s"] * len(ids))
+    placeholders = ", ".join(["%s"] * len(keys))
+    tail = f" ORDER BY {key} FOR UPDATE" if lock and connection.features.has_select_for_update else ""
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT id, {column} FROM {model._meta.db_table} WHERE id IN ({placeholders}) ORDER BY id{lock_clause}",
-            ids,
-        )
-        return dict(cursor.fetchall())
-
-
-def _usage_ids(request_ids: list[str]) -> dict[str, int]:
-    """request id → UsageLog id of those logged. Plain SQL: the ORM's IN
-    lookup prepares every one of up to thousands of parameters on its own."""
-    if not request_ids:
-        return {}
-    placeholders = ", ".join(["%s"] * len(request_ids))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT request_id, id FROM {UsageLog._meta.db_table} WHERE request_id IN ({placeholders})", request_ids
-        )
+        cursor.execute(f"SELECT {key}, {value} FROM {model._meta.db_table} WHERE {key} IN ({placeholders}){tail}", keys)
         return dict(cursor.fetchall())
 
 

@@ -494,45 +494,56 @@ class Relay:
         )
 
     async def attempt(self, call: Call, channel: ChannelSnap, key: KeySnap) -> aiohttp.ClientResponse:
-        assert self.session is not None
         body = openai_adapter.prepare_body(channel, call.endpoint, call.raw, call.payload, call.model, call.stream)
-        read_timeout = channel.idle_timeout if call.stream else channel.first_byte_timeout
-        sent = time.monotonic()  # from here to the answer (or the error body): time spent upstream
+        sent = time.monotonic()
         try:
-            request = self.session.post(
-                openai_adapter.upstream_url(channel, call.endpoint),
-                data=body,
-                headers=openai_adapter.upstream_headers(channel, key.secret, call.content_type),
-                timeout=_timeout(channel.connect_timeout, read_timeout),
-                proxy=channel.proxy_url,
-            )
-            try:
-                if call.stream:
-                    # Streams read with the idle timeout, so the first byte gets its own deadline.
-                    async with asyncio.timeout(channel.connect_timeout + channel.first_byte_timeout):
-                        response = await request
-                else:
-                    # sock_read bounds the wait for the first byte and every read after it.
-                    response = await request
-            except TimeoutError:
-                verdict = keystate.Verdict("transient", "timeout", "no response in time")
-                raise UpstreamFailure(504, verdict, reached=False, timeout=True) from None
-            except aiohttp.ClientError as exc:
-                verdict = keystate.Verdict("transient", "connect_error", f"cannot reach upstream: {type(exc).__name__}")
-                raise UpstreamFailure(502, verdict, reached=False) from None
-            if response.status < 400:
-                return response
-            try:
-                data = await response.read()
-            except (aiohttp.ClientError, TimeoutError):
-                data = b""
-            finally:
-                response.release()
+            response, error_body = await self._exchange(call, channel, key, body)
         finally:
             call.upstream += time.monotonic() - sent
+        if error_body is None:
+            return response
         assert self.snapshot is not None
-        verdict = keystate.judge(response.status, data, response.headers, key.secret, self.snapshot.disable_phrases)
+        verdict = keystate.judge(
+            response.status, error_body, response.headers, key.secret, self.snapshot.disable_phrases
+        )
         raise UpstreamFailure(response.status, verdict, timeout=response.status in (408, 504))
+
+    async def _exchange(
+        self, call: Call, channel: ChannelSnap, key: KeySnap, body: bytes
+    ) -> tuple[aiohttp.ClientResponse, bytes | None]:
+        """The network part of an attempt (Server-Timing's ``upstream``): the
+        answer, with the body of an error answer read and released."""
+        assert self.session is not None
+        read_timeout = channel.idle_timeout if call.stream else channel.first_byte_timeout
+        request = self.session.post(
+            openai_adapter.upstream_url(channel, call.endpoint),
+            data=body,
+            headers=openai_adapter.upstream_headers(channel, key.secret, call.content_type),
+            timeout=_timeout(channel.connect_timeout, read_timeout),
+            proxy=channel.proxy_url,
+        )
+        try:
+            if call.stream:
+                # Streams read with the idle timeout, so the first byte gets its own deadline.
+                async with asyncio.timeout(channel.connect_timeout + channel.first_byte_timeout):
+                    response = await request
+            else:
+                # sock_read bounds the wait for the first byte and every read after it.
+                response = await request
+        except TimeoutError:
+            verdict = keystate.Verdict("transient", "timeout", "no response in time")
+            raise UpstreamFailure(504, verdict, reached=False, timeout=True) from None
+        except aiohttp.ClientError as exc:
+            verdict = keystate.Verdict("transient", "connect_error", f"cannot reach upstream: {type(exc).__name__}")
+            raise UpstreamFailure(502, verdict, reached=False) from None
+        if response.status < 400:
+            return response, None
+        try:
+            return response, await response.read()
+        except (aiohttp.ClientError, TimeoutError):
+            return response, b""
+        finally:
+            response.release()
 
     # --- answering ----------------------------------------------------------
 
