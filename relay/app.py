@@ -152,7 +152,7 @@ class Relay:
             self.ledger = RedisLedger(self._redis, self._fast_redis, self.db)
             from relay.usage_stream import consume_usage
 
-            self._background.append(asyncio.create_task(consume_usage(self._redis, self.db)))
+            self._background.append(asyncio.create_task(consume_usage(self._fast_redis, self.db)))
             from relay.keybus import listen
 
             await listen_ready(self._background, functools.partial(listen, self._redis, self.pool))

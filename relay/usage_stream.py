@@ -16,38 +16,46 @@ import socket
 from relay.db import SETTLE_EVERY, DbWorker
 from relay.ledger import USAGE_GROUP, USAGE_STREAM
 from relay.ports import decode_event
+from relay.resp import RespClient, RespError
 
 log = logging.getLogger("oneproxy.relay.usage")
 BATCH = 500
 
 
-async def ensure_group(redis) -> None:  # type: ignore[no-untyped-def]
+async def ensure_group(redis: RespClient) -> None:
     try:
-        await redis.xgroup_create(USAGE_STREAM, USAGE_GROUP, id="0", mkstream=True)
-    except Exception as exc:
+        await redis.execute("XGROUP", "CREATE", USAGE_STREAM, USAGE_GROUP, "0", "MKSTREAM")
+    except RespError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
 
 
-async def consume_usage(redis, db: DbWorker) -> None:  # type: ignore[no-untyped-def]
+async def consume_usage(redis: RespClient, db: DbWorker) -> None:
+    """On the relay's own Redis client (relay/resp.py), not redis-py: a
+    redis-py pipeline could return normally to a task being cancelled, and
+    this loop then never ended (a hung shutdown; seen in a test)."""
     consumer = f"{socket.gethostname()}-{os.getpid()}"
     await ensure_group(redis)
     backlog = True  # first re-read what this consumer name left pending
     while True:
         try:
-            reply = await redis.xreadgroup(USAGE_GROUP, consumer, {USAGE_STREAM: "0" if backlog else ">"}, count=BATCH)
+            reply = await redis.execute(
+                "XREADGROUP", "GROUP", USAGE_GROUP, consumer, "COUNT", BATCH,
+                "STREAMS", USAGE_STREAM, "0" if backlog else ">",
+            )  # fmt: skip
             entries = reply[0][1] if reply else []
             if backlog and not entries:
                 backlog = False
                 continue
             if entries:
                 ids = [entry_id for entry_id, _ in entries]
-                events = [decode_event(fields[b"e"]) for _, fields in entries]
-                await db.run(db.backend.apply_usage, events)
-                pipe = redis.pipeline(transaction=False)
-                pipe.xack(USAGE_STREAM, USAGE_GROUP, *ids)
-                pipe.xdel(USAGE_STREAM, *ids)
-                await pipe.execute()
+                # A pending entry deleted meanwhile comes back without fields: only acknowledged.
+                events = [decode_event(_field(fields, b"e")) for _, fields in entries if fields]
+                if events:
+                    await db.run(db.backend.apply_usage, events)
+                await asyncio.gather(
+                    redis.execute("XACK", USAGE_STREAM, USAGE_GROUP, *ids), redis.execute("XDEL", USAGE_STREAM, *ids)
+                )
             if len(entries) < BATCH:
                 # Caught up: let the next batch gather (as embedded mode does)
                 # rather than paying a read, a transaction and an ack per event,
@@ -67,3 +75,8 @@ async def consume_usage(redis, db: DbWorker) -> None:  # type: ignore[no-untyped
                 continue
             log.exception("settling usage from the stream failed; retrying")
             await asyncio.sleep(1)
+
+
+def _field(fields: list[bytes], name: bytes) -> bytes:
+    """One field of a stream entry's flat [name, value, name, value …] list."""
+    return fields[fields.index(name) + 1]

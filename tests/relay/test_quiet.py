@@ -109,6 +109,7 @@ async def test_the_stream_consumer_reads_a_backlog_without_waiting_for_a_gap() -
 
     from relay.ledger import USAGE_STREAM
     from relay.ports import encode_event
+    from relay.resp import RespClient
     from relay.usage_stream import consume_usage
 
     class CountingQuiet(Quiet):
@@ -141,7 +142,8 @@ async def test_the_stream_consumer_reads_a_backlog_without_waiting_for_a_gap() -
     db = RecordingDb()
     db.quiet.enter()
     # when: a consumer drains them
-    consumer = asyncio.create_task(consume_usage(redis, db))  # type: ignore[arg-type]
+    client = RespClient.from_url(os.environ["REDIS_URL"])
+    consumer = asyncio.create_task(consume_usage(client, db))  # type: ignore[arg-type]
     try:
         for _ in range(500):
             if sum(n for n, _ in db.batches) >= 1200:
@@ -150,6 +152,7 @@ async def test_the_stream_consumer_reads_a_backlog_without_waiting_for_a_gap() -
     finally:
         consumer.cancel()
         await asyncio.gather(consumer, return_exceptions=True)
+        await client.aclose()
         await redis.delete(USAGE_STREAM)
         await redis.aclose()
     # then: every batch of the backlog was read at once, none waited for a gap
