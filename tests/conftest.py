@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import os
 
-# Each xdist worker gets its own Redis key space. Set at import: conftest is
-# imported before Django is set up (and so before relay.ledger reads it);
-# xdist sets PYTEST_XDIST_WORKER before that.
-os.environ["ONEPROXY_REDIS_PREFIX"] = f"op-test-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}:"
+# Each xdist worker gets its own Redis key space (and pub/sub channels), and
+# ONEPROXY_TEST_NAMESPACE separates concurrent runs of the suite from
+# several checkouts on one Redis. Set at import: conftest is imported before
+# Django is set up (and so before relay.ledger reads it); xdist sets
+# PYTEST_XDIST_WORKER before that.
+os.environ["ONEPROXY_REDIS_PREFIX"] = (
+    f"op-test-{os.environ.get('ONEPROXY_TEST_NAMESPACE', '')}{os.environ.get('PYTEST_XDIST_WORKER', 'main')}:"
+)
 
 import pytest
 from django.conf import settings
