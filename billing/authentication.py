@@ -5,7 +5,7 @@ from __future__ import annotations
 from rest_framework import authentication, exceptions
 
 from billing.models import User
-from relay.keys import KEY_PREFIX, hash_key
+from relay.relay_keys import KEY_PREFIX, hash_key
 
 
 class AccessTokenAuthentication(authentication.BaseAuthentication):

@@ -1,12 +1,12 @@
 """Service mode, seen from billing: the relay's Redis balance mirror and usage stream.
 
-The relay (relay/ledger.py) keeps ``{PREFIX}bal:{user_id}`` = database
-balance − holds in flight − costs still queued on the ``{PREFIX}usage``
-stream, and ``{PREFIX}used:{token_id}`` likewise for capped tokens. A
-missing mirror is re-seeded from the database by the next hold, so dropping
-one is always allowed when nothing for that user is in flight or queued.
-Everything here is synchronous (Celery workers, admin, API). Import it
-lazily: relay.ledger reads ONEPROXY_REDIS_PREFIX when first imported.
+The relay (relay/ledger.py) keeps a balance mirror per user = database
+balance − holds in flight − costs still queued on the usage stream, and a
+used mirror likewise for capped tokens (names in relay/redis_names.py,
+under ONEPROXY_REDIS_PREFIX). A missing mirror is re-seeded from the
+database by the next hold, so dropping one is always allowed when nothing
+for that user is in flight or queued. Everything here is synchronous
+(Celery workers, admin, API).
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ import orjson
 import redis
 from django.conf import settings
 
-from relay.ledger import CREDIT, PREFIX, USAGE_GROUP, USAGE_STREAM, balance_key, used_key
+from relay.ledger import CREDIT, RELEASE_STALE
 from relay.ports import UsageEvent, decode_event
+from relay.redis_names import USAGE_GROUP, RedisNames
 
 log = logging.getLogger("oneproxy.billing.mirror")
 
@@ -34,10 +35,10 @@ redis.call('DEL', unpack(KEYS))
 return 1
 """
 
-_BALANCE_PREFIX = f"{PREFIX}bal:"
-# user id → "mirror:balance:first_seen" of mirrors that disagreed with the
-# database at the last reconcile run (see services.reconcile).
-SUSPECTS_KEY = f"{PREFIX}recon:suspects"
+
+def names() -> RedisNames:
+    """The relay's Redis names, from the same setting the relay reads."""
+    return RedisNames(settings.ONEPROXY_REDIS_PREFIX)
 
 
 @cache
@@ -48,18 +49,19 @@ def client(url: str | None = None) -> redis.Redis:
 def credit(user_id: int, amount: int) -> None:
     """Move the user's balance mirror by ``amount`` µUSD, if it exists (the
     relay seeds a missing one from the database, which already has it)."""
-    client().eval(CREDIT, 1, balance_key(user_id), amount)
+    client().eval(CREDIT, 1, names().balance(user_id), amount)
 
 
 def balances() -> dict[int, int]:
     """Every balance mirror: user id → µUSD."""
-    keys = [key for key in client().scan_iter(match=f"{_BALANCE_PREFIX}*", count=1000)]
+    prefix = names().balance_prefix
+    keys = [key for key in client().scan_iter(match=f"{prefix}*", count=1000)]
     found: dict[int, int] = {}
     for start in range(0, len(keys), 1000):
         chunk = keys[start : start + 1000]
         for key, value in zip(chunk, client().mget(chunk), strict=True):
             if value is not None:
-                found[int(key.decode()[len(_BALANCE_PREFIX) :])] = int(value)
+                found[int(key.decode()[len(prefix) :])] = int(value)
     return found
 
 
@@ -69,7 +71,7 @@ def queued_user_ids() -> set[int]:
     users: set[int] = set()
     start = "-"
     while True:
-        entries = client().xrange(USAGE_STREAM, min=start, max="+", count=1000)
+        entries = client().xrange(names().usage_stream, min=start, max="+", count=1000)
         for _, fields in entries:
             raw = fields.get(b"e")
             if raw is not None:
@@ -82,13 +84,13 @@ def queued_user_ids() -> set[int]:
 def release(user_id: int, seen_balance: int, token_ids: list[int]) -> bool:
     """Drop the user's balance mirror and their tokens' used mirrors, only if
     the balance mirror still reads ``seen_balance``; True if dropped."""
-    keys = [balance_key(user_id), *(used_key(t) for t in token_ids)]
+    keys = [names().balance(user_id), *(names().used(t) for t in token_ids)]
     return bool(client().eval(_RELEASE, len(keys), *keys, str(seen_balance)))
 
 
 def ensure_group() -> None:
     try:
-        client().xgroup_create(USAGE_STREAM, USAGE_GROUP, id="0", mkstream=True)
+        client().xgroup_create(names().usage_stream, USAGE_GROUP, id="0", mkstream=True)
     except redis.ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
@@ -110,7 +112,7 @@ def stranded_batches(min_idle_ms: int, count: int = 500) -> Iterator[list[tuple[
     cursor = "0-0"
     while True:
         reply = client().xautoclaim(
-            USAGE_STREAM, USAGE_GROUP, me, min_idle_time=min_idle_ms, start_id=cursor, count=count
+            names().usage_stream, USAGE_GROUP, me, min_idle_time=min_idle_ms, start_id=cursor, count=count
         )
         cursor, entries = reply[0], reply[1]
         batch = _decode(entries)
@@ -119,7 +121,7 @@ def stranded_batches(min_idle_ms: int, count: int = 500) -> Iterator[list[tuple[
         if cursor in (b"0-0", "0-0"):
             break
     while _oldest_unread_age_ms() >= min_idle_ms:
-        reply = client().xreadgroup(USAGE_GROUP, me, {USAGE_STREAM: ">"}, count=count)
+        reply = client().xreadgroup(USAGE_GROUP, me, {names().usage_stream: ">"}, count=count)
         entries = reply[0][1] if reply else []
         if not entries:
             return
@@ -129,8 +131,8 @@ def stranded_batches(min_idle_ms: int, count: int = 500) -> Iterator[list[tuple[
 def done(entry_ids: list[bytes]) -> None:
     """Acknowledge written entries and delete them from the stream."""
     if entry_ids:
-        client().xack(USAGE_STREAM, USAGE_GROUP, *entry_ids)
-        client().xdel(USAGE_STREAM, *entry_ids)
+        client().xack(names().usage_stream, USAGE_GROUP, *entry_ids)
+        client().xdel(names().usage_stream, *entry_ids)
 
 
 def _decode(entries: list) -> list[tuple[bytes, UsageEvent | None]]:
@@ -150,13 +152,13 @@ def _decode(entries: list) -> list[tuple[bytes, UsageEvent | None]]:
 
 def _oldest_unread_age_ms() -> int:
     """Age of the oldest entry no consumer of the group has read; -1 if none."""
-    groups = {g["name"]: g for g in client().xinfo_groups(USAGE_STREAM)}
+    groups = {g["name"]: g for g in client().xinfo_groups(names().usage_stream)}
     group = groups.get(USAGE_GROUP.encode()) or groups.get(USAGE_GROUP)
     if group is None:
         return -1
     last = group["last-delivered-id"]
     last = last.decode() if isinstance(last, bytes) else last
-    unread = client().xrange(USAGE_STREAM, min="(" + last, max="+", count=1)
+    unread = client().xrange(names().usage_stream, min="(" + last, max="+", count=1)
     if not unread:
         return -1
     millis = int(unread[0][0].decode().split("-")[0])
@@ -169,10 +171,9 @@ def release_stale_holds(older_than_seconds: float, now: float) -> int:
     never settled (their relay process died); returns how many. Exact: each
     hold is one registry entry, removed and given back atomically, and a
     request that does settle later is then charged without a second release."""
-    from relay.ledger import HOLDS, RELEASE_STALE
-
+    holds = names().holds
     released = 0
-    stale = client().zrangebyscore(HOLDS, "-inf", now - older_than_seconds)
+    stale = client().zrangebyscore(holds, "-inf", now - older_than_seconds)
     for member in stale:
-        released += int(client().eval(RELEASE_STALE, 1, HOLDS, member))
+        released += int(client().eval(RELEASE_STALE, 1, holds, member))
     return released

@@ -24,8 +24,8 @@ from billing.models import Group, LedgerEntry, ReconcileReport, RedemptionCode, 
 from billing.money import to_usd
 from billing.usage_sink import apply_usage
 from channels_app.services import bump_config_version
-from relay.keys import display_prefix, hash_key, new_access_token, new_relay_key
 from relay.ports import UsageEvent
+from relay.relay_keys import display_prefix, hash_key, new_access_token, new_relay_key
 
 log = logging.getLogger("oneproxy.billing")
 
@@ -433,7 +433,7 @@ def _resync_mirrors(now: datetime, stale_hold_seconds: int) -> _MirrorFindings:
     mirrors = mirror.balances()
     queued = mirror.queued_user_ids()
     balances = dict(User.objects.filter(pk__in=list(mirrors)).values_list("pk", "balance"))
-    suspects = {int(k): v.decode() for k, v in client.hgetall(mirror.SUSPECTS_KEY).items()}
+    suspects = {int(k): v.decode() for k, v in client.hgetall(mirror.names().reconcile_suspects).items()}
     still: dict[int, str] = {}
     stamp = int(now.timestamp())
     for user_id, value in mirrors.items():
@@ -459,9 +459,9 @@ def _resync_mirrors(now: datetime, stale_hold_seconds: int) -> _MirrorFindings:
         else:
             still[user_id] = f"{value}:{balance}:{stamp}"
     pipe = client.pipeline()
-    pipe.delete(mirror.SUSPECTS_KEY)
+    pipe.delete(mirror.names().reconcile_suspects)
     if still:
-        pipe.hset(mirror.SUSPECTS_KEY, mapping={str(k): v for k, v in still.items()})
+        pipe.hset(mirror.names().reconcile_suspects, mapping={str(k): v for k, v in still.items()})
     pipe.execute()
     if found.released:
         log.warning("released the stale holds of %d user(s) by dropping their balance mirrors", len(found.released))

@@ -71,5 +71,6 @@ def relay_config() -> RelayConfig:
         retry_count=settings.ONEPROXY_RETRY_COUNT,
         default_max_tokens=settings.ONEPROXY_DEFAULT_MAX_TOKENS,
         redis_url=settings.REDIS_URL,
+        redis_prefix=settings.ONEPROXY_REDIS_PREFIX,
         journal_dir=None if settings.REDIS_URL else usage_sink.journal_dir(),
     )

@@ -44,6 +44,8 @@ CSRF_TRUSTED_ORIGINS = [o for o in (envstr("CSRF_TRUSTED_ORIGINS", "") or "").sp
 PORT = envint("PORT", 3000, minimum=1, maximum=65535)
 REDIS_URL = envurl("REDIS_URL", ("redis", "rediss", "unix"))
 SERVICE_MODE = REDIS_URL is not None
+# Prefix of every Redis key and pub/sub channel oneproxy uses (relay/redis_names.py).
+ONEPROXY_REDIS_PREFIX = envstr("ONEPROXY_REDIS_PREFIX", "op:")
 
 ONEPROXY_ADMIN_PASSWORD = envstr("ONEPROXY_ADMIN_PASSWORD")
 ONEPROXY_ADMIN_ACCESS_TOKEN = envtoken("ONEPROXY_ADMIN_ACCESS_TOKEN")

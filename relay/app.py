@@ -22,10 +22,10 @@ from pathlib import Path
 import aiohttp
 import orjson
 
-from relay import keys as relay_keys
-from relay import keystate, tokenizer
+from relay import keystate, relay_keys, tokenizer
 from relay.db import DbWorker, Quiet
 from relay.errors import RelayError, bad_request, forbidden, mask_secrets, model_not_found, unauthorized
+from relay.fast_redis import RespClient
 from relay.http import ClientGone, Receive, Scope, Send, client_ip, header, read_body, send_response
 from relay.journal import Journal
 from relay.keypool import STATS_FLUSH_SECONDS, KeyPool
@@ -33,7 +33,7 @@ from relay.ledger import Hold, Ledger, MemoryLedger, RedisLedger
 from relay.metering import Usage, cost_micro, hold_micro, trailing_usage, usage_from_openai
 from relay.ports import Backend, Settled, UsageEvent
 from relay.providers import openai as openai_adapter
-from relay.resp import RespClient
+from relay.redis_names import DEFAULT_PREFIX, RedisNames
 from relay.routing import candidate_channels
 from relay.snapshot import ChannelSnap, KeySnap, Snapshot, TokenSnap, UserSnap
 
@@ -60,6 +60,7 @@ class RelayConfig:
     retry_count: int
     default_max_tokens: int
     redis_url: str | None = None
+    redis_prefix: str = DEFAULT_PREFIX  # of every Redis key (relay/redis_names.py)
     poll_interval: float = 1.0
     # Embedded mode's usage journal (relay/journal.py); service mode queues on Redis.
     journal_dir: Path | None = None
@@ -128,6 +129,7 @@ class Relay:
         self._background: list[asyncio.Task] = []
         self._redis = None
         self._fast_redis: RespClient | None = None
+        self.redis_names = RedisNames(config.redis_prefix)
         # Requests in flight; the DB worker's periodic batches wait for none.
         self.quiet = Quiet()
 
@@ -149,13 +151,13 @@ class Relay:
             pool = aioredis.BlockingConnectionPool.from_url(self.config.redis_url, max_connections=64, timeout=10)
             self._redis = aioredis.Redis(connection_pool=pool)
             self._fast_redis = RespClient.from_url(self.config.redis_url)
-            self.ledger = RedisLedger(self._redis, self._fast_redis, self.db)
+            self.ledger = RedisLedger(self._redis, self._fast_redis, self.db, self.redis_names)
             from relay.usage_stream import consume_usage
 
-            self._background.append(asyncio.create_task(consume_usage(self._fast_redis, self.db)))
+            self._background.append(asyncio.create_task(consume_usage(self._fast_redis, self.redis_names, self.db)))
             from relay.keybus import listen
 
-            await listen_ready(self._background, functools.partial(listen, self._redis, self.pool))
+            await listen_ready(self._background, functools.partial(listen, self._redis, self.redis_names, self.pool))
         else:
             assert self.config.journal_dir is not None, "embedded mode needs a usage journal directory"
             self.ledger = MemoryLedger(self.db)
@@ -468,7 +470,7 @@ class Relay:
         if self._redis is not None:
             from relay.keybus import publish
 
-            await publish(self._redis, transition)
+            await publish(self._redis, self.redis_names, transition)
 
     def _client_error(self, failure: UpstreamFailure) -> RelayError:
         verdict = failure.verdict

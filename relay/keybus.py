@@ -15,31 +15,29 @@ import orjson
 
 from relay.keypool import KeyPool
 from relay.keystate import Transition
-from relay.ledger import PREFIX
+from relay.redis_names import RedisNames
 
 log = logging.getLogger("oneproxy.relay.keybus")
-CHANNEL = PREFIX + "keys"
-STATES = PREFIX + "keystates"
 
 
-async def publish(redis, transition: Transition) -> None:  # type: ignore[no-untyped-def]
+async def publish(redis, names: RedisNames, transition: Transition) -> None:  # type: ignore[no-untyped-def]
     payload = orjson.dumps(dataclasses.asdict(transition))
     pipe = redis.pipeline(transaction=False)
-    pipe.hset(STATES, str(transition.key_id), payload)
-    pipe.publish(CHANNEL, payload)
+    pipe.hset(names.key_states, str(transition.key_id), payload)
+    pipe.publish(names.key_channel, payload)
     try:
         await pipe.execute()
     except Exception:
         log.exception("publishing key %s -> %s failed", transition.key_id, transition.state)
 
 
-async def listen(redis, pool: KeyPool, ready: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
+async def listen(redis, names: RedisNames, pool: KeyPool, ready: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
     while True:
         pubsub = redis.pubsub()
         try:
-            await pubsub.subscribe(CHANNEL)
+            await pubsub.subscribe(names.key_channel)
             # Subscribed first, then the backlog: nothing falls between the two.
-            for raw in (await redis.hgetall(STATES)).values():
+            for raw in (await redis.hgetall(names.key_states)).values():
                 pool.apply(Transition(**orjson.loads(raw)))
             ready.set()
             async for message in pubsub.listen():

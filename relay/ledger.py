@@ -21,9 +21,10 @@ import orjson
 
 from relay.db import DbWorker
 from relay.errors import insufficient_quota
+from relay.fast_redis import RespClient
 from relay.periods import period_bounds
 from relay.ports import Settled, UsageEvent, encode_event
-from relay.resp import RespClient
+from relay.redis_names import RedisNames, Subject
 from relay.snapshot import Snapshot, TokenSnap, UserSnap
 
 log = logging.getLogger("oneproxy.relay.ledger")
@@ -31,9 +32,6 @@ log = logging.getLogger("oneproxy.relay.ledger")
 
 def _usd(micro: int) -> str:
     return f"${micro / 1_000_000:.6f}"
-
-
-Subject = tuple[str, int]  # ("user", id) or ("team", id): who has a budget
 
 
 @dataclass(slots=True)
@@ -71,11 +69,18 @@ class Ledger(Protocol):
     def on_settled(self, events: list[UsageEvent], settled: Settled) -> None:
         """Usage this process queued has reached the database."""
 
-    async def hold(self, user: UserSnap, token: TokenSnap, amount: int) -> Hold: ...
+    async def hold(self, user: UserSnap, token: TokenSnap, amount: int) -> Hold:
+        """Reserve ``amount`` µUSD against balance, token quota and budgets, or
+        raise the 402 that names what is short."""
 
-    async def settle(self, hold: Hold, event: UsageEvent) -> None: ...
+    async def view(self, user: UserSnap, token: TokenSnap) -> tuple[int, int]:
+        """(available balance, token used) in µUSD, as holds see them now."""
 
-    async def release(self, hold: Hold) -> None: ...
+    async def settle(self, hold: Hold, event: UsageEvent) -> None:
+        """Release the hold, charge ``event.cost`` and queue the usage event."""
+
+    async def release(self, hold: Hold) -> None:
+        """Give the hold back: nothing was charged."""
 
 
 class MemoryLedger:
@@ -175,28 +180,6 @@ class MemoryLedger:
 
 # --- service mode -----------------------------------------------------------
 
-PREFIX = os.environ.get("ONEPROXY_REDIS_PREFIX", "op:")
-USAGE_STREAM = PREFIX + "usage"
-USAGE_GROUP = "settlers"
-# Holds in flight, scored by when they were taken, so reconcile can give
-# back exactly the holds of requests whose process died.
-HOLDS = PREFIX + "holds"
-
-
-def balance_key(user_id: int) -> str:
-    return f"{PREFIX}bal:{user_id}"
-
-
-def used_key(token_id: int) -> str:
-    return f"{PREFIX}used:{token_id}"
-
-
-def allowance_key(subject: Subject, period_start: float, budget: int) -> str:
-    """What is left of a budget this period. The period start and the budget
-    are in the name, so a new period or a changed budget starts a new key."""
-    return f"{PREFIX}allow:{subject[0]}:{subject[1]}:{int(period_start)}:{budget}"
-
-
 # KEYS: balance, token used, the hold registry, then budget allowances.
 # ARGV: amount, quota (-1: none), registry member, now.
 # Returns {2} held; {-1} / {-2} / {-3, i} a mirror is missing (seed it);
@@ -267,12 +250,14 @@ return false
 
 
 class RedisLedger:
-    """``fast`` (relay/resp.py) carries the two Lua calls every request makes;
-    ``redis`` (redis-py) the rare rest: seeding mirrors, views."""
+    """``fast`` (relay/fast_redis.py) carries the two Lua calls every request makes;
+    ``redis`` (redis-py) the rare rest: seeding mirrors, views. ``names``
+    are the prefixed Redis keys (relay/redis_names.py)."""
 
-    def __init__(self, redis, fast: RespClient, db: DbWorker) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, redis, fast: RespClient, db: DbWorker, names: RedisNames) -> None:  # type: ignore[no-untyped-def]
         self.redis = redis
         self.db = db
+        self.names = names
         self._hold = fast.script(_HOLD)
         self._settle = fast.script(_SETTLE)
 
@@ -285,9 +270,9 @@ class RedisLedger:
     async def _seed(self, user_id: int, token_id: int | None) -> None:
         settled = await self.db.run(self.db.backend.balances, [user_id], [token_id] if token_id else [])
         pipe = self.redis.pipeline(transaction=False)
-        pipe.set(balance_key(user_id), settled.balances.get(user_id, 0), nx=True)
+        pipe.set(self.names.balance(user_id), settled.balances.get(user_id, 0), nx=True)
         if token_id is not None:
-            pipe.set(used_key(token_id), settled.token_used.get(token_id, 0), nx=True)
+            pipe.set(self.names.used(token_id), settled.token_used.get(token_id, 0), nx=True)
         await pipe.execute()
 
     async def _seed_allowance(self, key: str, subject: Subject, budget: int, period: str) -> None:
@@ -300,15 +285,15 @@ class RedisLedger:
         budgets = budgets_of(user)
         now = time.time()
         allow_keys = [
-            allowance_key(subject, period_bounds(period, now)[0], budget) for subject, budget, period in budgets
+            self.names.allowance(subject, period_bounds(period, now)[0], budget) for subject, budget, period in budgets
         ]
-        keys = [balance_key(user.id), used_key(token.id), HOLDS, *allow_keys]
+        keys = [self.names.balance(user.id), self.names.used(token.id), self.names.holds, *allow_keys]
         member = orjson.dumps(
             {
                 "r": os.urandom(8).hex(),
                 "a": amount,
-                "give": [balance_key(user.id), *allow_keys],
-                "u": used_key(token.id) if quota >= 0 else "",
+                "give": [self.names.balance(user.id), *allow_keys],
+                "u": self.names.used(token.id) if quota >= 0 else "",
             }
         ).decode()
         for _ in range(3 + len(allow_keys)):
@@ -339,15 +324,21 @@ class RedisLedger:
         raise RuntimeError("could not seed the balance mirrors")
 
     async def view(self, user: UserSnap, token: TokenSnap) -> tuple[int, int]:
-        balance, used = await self.redis.mget(balance_key(user.id), used_key(token.id))
+        balance, used = await self.redis.mget(self.names.balance(user.id), self.names.used(token.id))
         if balance is None:
             await self._seed(user.id, token.id)
-            balance, used = await self.redis.mget(balance_key(user.id), used_key(token.id))
+            balance, used = await self.redis.mget(self.names.balance(user.id), self.names.used(token.id))
         return int(balance or 0), int(used) if used is not None else token.used
 
     async def _run_settle(self, hold: Hold, cost: int, payload: bytes) -> None:
         await self._settle(
-            keys=[balance_key(hold.user_id), used_key(hold.token_id), USAGE_STREAM, HOLDS, *hold.allow_keys],
+            keys=[
+                self.names.balance(hold.user_id),
+                self.names.used(hold.token_id),
+                self.names.usage_stream,
+                self.names.holds,
+                *hold.allow_keys,
+            ],
             args=[hold.amount, cost, "1" if hold.capped else "0", payload, hold.member],
         )
 

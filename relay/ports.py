@@ -11,6 +11,7 @@ from typing import Protocol
 
 import orjson
 
+from relay.keystate import Transition
 from relay.metering import Usage
 from relay.snapshot import Snapshot
 
@@ -67,7 +68,11 @@ class Backend(Protocol):
 
     def balances(self, user_ids: list[int], token_ids: list[int]) -> Settled: ...
 
-    def record_key_transitions(self, transitions: list) -> None:
+    def budget_spent(self, kind: str, subject_id: int, period: str) -> int:
+        """µUSD a user (``kind="user"``) or team spent in its current budget
+        period, as the database has it (seeds Redis allowances)."""
+
+    def record_key_transitions(self, transitions: list[Transition]) -> None:
         """Persist keys' new states (relay/keystate.Transition) with their events."""
 
     def record_key_stats(self, stats: dict[int, tuple[float, float | None, int | None]]) -> None:

@@ -14,34 +14,35 @@ import os
 import socket
 
 from relay.db import SETTLE_EVERY, DbWorker
-from relay.ledger import USAGE_GROUP, USAGE_STREAM
+from relay.fast_redis import RespClient, RespError
 from relay.ports import decode_event
-from relay.resp import RespClient, RespError
+from relay.redis_names import USAGE_GROUP, RedisNames
 
 log = logging.getLogger("oneproxy.relay.usage")
 BATCH = 500
 
 
-async def ensure_group(redis: RespClient) -> None:
+async def ensure_group(redis: RespClient, stream: str) -> None:
     try:
-        await redis.execute("XGROUP", "CREATE", USAGE_STREAM, USAGE_GROUP, "0", "MKSTREAM")
+        await redis.execute("XGROUP", "CREATE", stream, USAGE_GROUP, "0", "MKSTREAM")
     except RespError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
 
 
-async def consume_usage(redis: RespClient, db: DbWorker) -> None:
-    """On the relay's own Redis client (relay/resp.py), not redis-py: a
+async def consume_usage(redis: RespClient, names: RedisNames, db: DbWorker) -> None:
+    """On the relay's own Redis client (relay/fast_redis.py), not redis-py: a
     redis-py pipeline could return normally to a task being cancelled, and
     this loop then never ended (a hung shutdown; seen in a test)."""
     consumer = f"{socket.gethostname()}-{os.getpid()}"
-    await ensure_group(redis)
+    stream = names.usage_stream
+    await ensure_group(redis, stream)
     backlog = True  # first re-read what this consumer name left pending
     while True:
         try:
             reply = await redis.execute(
                 "XREADGROUP", "GROUP", USAGE_GROUP, consumer, "COUNT", BATCH,
-                "STREAMS", USAGE_STREAM, "0" if backlog else ">",
+                "STREAMS", stream, "0" if backlog else ">",
             )  # fmt: skip
             entries = reply[0][1] if reply else []
             if backlog and not entries:
@@ -54,7 +55,7 @@ async def consume_usage(redis: RespClient, db: DbWorker) -> None:
                 if events:
                     await db.run(db.backend.apply_usage, events)
                 await asyncio.gather(
-                    redis.execute("XACK", USAGE_STREAM, USAGE_GROUP, *ids), redis.execute("XDEL", USAGE_STREAM, *ids)
+                    redis.execute("XACK", stream, USAGE_GROUP, *ids), redis.execute("XDEL", stream, *ids)
                 )
             if len(entries) < BATCH:
                 # Caught up: let the next batch gather (as embedded mode does)
@@ -71,7 +72,7 @@ async def consume_usage(redis: RespClient, db: DbWorker) -> None:
             raise
         except Exception as exc:
             if "NOGROUP" in str(exc):  # the stream was deleted (e.g. Redis flushed)
-                await ensure_group(redis)
+                await ensure_group(redis, stream)
                 continue
             log.exception("settling usage from the stream failed; retrying")
             await asyncio.sleep(1)

@@ -11,21 +11,24 @@ from __future__ import annotations
 
 import os
 
-# Each xdist worker gets its own Redis key space (and pub/sub channels), and
-# ONEPROXY_TEST_NAMESPACE separates concurrent runs of the suite from
-# several checkouts on one Redis. Set at import: conftest is imported before
-# Django is set up (and so before relay.ledger reads it); xdist sets
-# PYTEST_XDIST_WORKER before that.
-os.environ["ONEPROXY_REDIS_PREFIX"] = (
-    f"op-test-{os.environ.get('ONEPROXY_TEST_NAMESPACE', '')}{os.environ.get('PYTEST_XDIST_WORKER', 'main')}:"
-)
-
 import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
 from tests.emulators.fixtures import *  # noqa: F403 - the upstream emulators
 from tests.gateway import *  # noqa: F403 - the gateway under test
+
+# Each xdist worker gets its own Redis key space (and pub/sub channels), and
+# ONEPROXY_TEST_NAMESPACE separates concurrent runs of the suite from
+# several checkouts on one Redis. pytest-django has loaded the settings
+# before this conftest runs, so the prefix goes into both: the settings of
+# this process, and the environment of the processes the tests start
+# (further relays, Celery workers), whose settings read it again.
+REDIS_PREFIX = (
+    f"op-test-{os.environ.get('ONEPROXY_TEST_NAMESPACE', '')}{os.environ.get('PYTEST_XDIST_WORKER', 'main')}:"
+)
+os.environ["ONEPROXY_REDIS_PREFIX"] = REDIS_PREFIX
+settings.ONEPROXY_REDIS_PREFIX = REDIS_PREFIX
 
 
 def _service_mode() -> bool:

@@ -49,10 +49,8 @@ def _flush_redis() -> None:
         return
     import redis
 
-    from relay.ledger import PREFIX
-
     client = redis.Redis.from_url(settings.REDIS_URL)
-    for key in client.scan_iter(f"{PREFIX}*"):
+    for key in client.scan_iter(f"{settings.ONEPROXY_REDIS_PREFIX}*"):
         client.delete(key)
 
 
@@ -62,15 +60,13 @@ def gateway(transactional_db) -> Iterator[Gateway]:  # type: ignore[no-untyped-d
 
     from oneproxy.asgi import build
     from oneproxy.relay_backend import DjangoBackend, relay_config
-    from relay import ledger
     from relay.app import Relay
 
-    # relay.ledger reads its Redis prefix once, at import: importing it while
-    # Django sets up (before conftest gives each xdist worker its prefix)
-    # would make the workers share keys and flush each other's.
-    assert ledger.PREFIX == os.environ["ONEPROXY_REDIS_PREFIX"], "relay.ledger imported before conftest ran"
+    # Workers sharing a prefix would share keys and flush each other's.
+    config = relay_config()
+    assert config.redis_prefix == os.environ["ONEPROXY_REDIS_PREFIX"], "this test worker has no Redis prefix of its own"
     _flush_redis()
-    relay = Relay(relay_config(), DjangoBackend())
+    relay = Relay(config, DjangoBackend())
     server = uvicorn.Server(
         uvicorn.Config(build(relay), host="127.0.0.1", port=0, lifespan="on", log_level="warning", loop="asyncio")
     )

@@ -35,12 +35,10 @@ def redis_client() -> Iterator:  # type: ignore[type-arg]
     """Service mode: a Redis client on this test worker's key space, emptied before and after."""
     import redis
 
-    from relay.ledger import PREFIX
-
     client = redis.Redis.from_url(settings.REDIS_URL)
 
     def flush() -> None:
-        for key in client.scan_iter(f"{PREFIX}*"):
+        for key in client.scan_iter(f"{settings.ONEPROXY_REDIS_PREFIX}*"):
             client.delete(key)
 
     flush()

@@ -9,7 +9,7 @@ from django.utils import timezone
 from billing import services
 from billing.models import LedgerEntry, Team, Token, UsageLog, User
 from channels_app.services import create_channel
-from relay.keys import hash_key
+from relay.relay_keys import hash_key
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ import pytest
 
 from billing import services
 from billing.models import Token
-from relay.keys import hash_key
+from relay.relay_keys import hash_key
 
 pytestmark = pytest.mark.django_db
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from billing.models import Group, LedgerEntry, Team, User
-from relay.keys import hash_key
+from relay.relay_keys import hash_key
 
 pytestmark = pytest.mark.django_db
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from billing import services
-from relay.ledger import balance_key
+from billing.mirror import names
 
 pytestmark = [pytest.mark.service, pytest.mark.django_db]
 
@@ -16,24 +16,24 @@ def test_topup_adjust_and_redeem_move_an_existing_mirror(
 ):  # type: ignore[no-untyped-def]
     # given: the relay has seeded bob's mirror and holds 300 µUSD of it
     bob, _ = make_user("bob")
-    redis_client.set(balance_key(bob.pk), 1_000_000 - 300)
+    redis_client.set(names().balance(bob.pk), 1_000_000 - 300)
     with django_capture_on_commit_callbacks(execute=True):
         services.topup(bob, 1_000_000)
-    redis_client.set(balance_key(bob.pk), 1_000_000 - 300)
+    redis_client.set(names().balance(bob.pk), 1_000_000 - 300)
     (code,) = services.create_redemption_codes(name="g", count=1, amount=2_000_000)
     # when
     with django_capture_on_commit_callbacks(execute=True):
         services.topup(bob, 5_000_000)
-    after_topup = int(redis_client.get(balance_key(bob.pk)))
+    after_topup = int(redis_client.get(names().balance(bob.pk)))
     with django_capture_on_commit_callbacks(execute=True):
         services.adjust(bob, -400_000, actor=operator[0], note="fee")
-    after_adjust = int(redis_client.get(balance_key(bob.pk)))
+    after_adjust = int(redis_client.get(names().balance(bob.pk)))
     with django_capture_on_commit_callbacks(execute=True):
         services.redeem(bob, code.code)
     # then
     assert after_topup == 5_999_700
     assert after_adjust == 5_599_700
-    assert int(redis_client.get(balance_key(bob.pk))) == 7_599_700
+    assert int(redis_client.get(names().balance(bob.pk))) == 7_599_700
     bob.refresh_from_db()
     assert bob.balance == 7_600_000  # the mirror is that minus the 300 held
 
@@ -45,7 +45,7 @@ def test_a_missing_mirror_is_left_for_the_relay_to_seed(make_user, redis_client,
     with django_capture_on_commit_callbacks(execute=True):
         services.topup(bob, 1_000_000)
     # then
-    assert redis_client.get(balance_key(bob.pk)) is None
+    assert redis_client.get(names().balance(bob.pk)) is None
 
 
 def test_a_rolled_back_topup_does_not_move_the_mirror(make_user, redis_client, django_capture_on_commit_callbacks):  # type: ignore[no-untyped-def]
@@ -53,7 +53,7 @@ def test_a_rolled_back_topup_does_not_move_the_mirror(make_user, redis_client, d
     from django.db import transaction
 
     bob, _ = make_user("bob")
-    redis_client.set(balance_key(bob.pk), 0)
+    redis_client.set(names().balance(bob.pk), 0)
     # when
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         try:
@@ -64,4 +64,4 @@ def test_a_rolled_back_topup_does_not_move_the_mirror(make_user, redis_client, d
             pass
     # then
     assert callbacks == []
-    assert int(redis_client.get(balance_key(bob.pk))) == 0
+    assert int(redis_client.get(names().balance(bob.pk))) == 0

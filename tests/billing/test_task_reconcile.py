@@ -92,20 +92,20 @@ def test_reports_are_read_only_in_the_admin(client, operator) -> None:  # type: 
 def leaked(make_user, redis_client):  # type: ignore[no-untyped-def]
     """bob: $1 in the database, a mirror short by a 300,000 µUSD hold nobody will
     release, and a token whose used mirror carries the same hold."""
-    from relay.ledger import balance_key, used_key
+    from billing.mirror import names
 
     bob, _ = make_user("bob")
     services.topup(bob, 1_000_000)
     token, _ = services.create_token(user=bob, name="t", quota=2_000_000)
-    redis_client.set(balance_key(bob.pk), 700_000)
-    redis_client.set(used_key(token.pk), 300_000)
+    redis_client.set(names().balance(bob.pk), 700_000)
+    redis_client.set(names().used(token.pk), 300_000)
     return bob, token
 
 
 def mirror_of(redis_client, user: User) -> int | None:  # type: ignore[no-untyped-def]
-    from relay.ledger import balance_key
+    from billing.mirror import names
 
-    value = redis_client.get(balance_key(user.pk))
+    value = redis_client.get(names().balance(user.pk))
     return None if value is None else int(value)
 
 
@@ -113,7 +113,7 @@ def mirror_of(redis_client, user: User) -> int | None:  # type: ignore[no-untype
 @pytest.mark.django_db
 def test_a_stale_hold_is_released_after_the_mirror_stood_still_long_enough(leaked, redis_client) -> None:  # type: ignore[no-untyped-def]
     # given
-    from relay.ledger import used_key
+    from billing.mirror import names
 
     bob, token = leaked
     t0 = timezone.now()
@@ -127,19 +127,19 @@ def test_a_stale_hold_is_released_after_the_mirror_stood_still_long_enough(leake
     assert held_until_then == 700_000
     assert late.mirrors_released == [{"user_id": bob.pk, "mirror": 700_000, "balance": 1_000_000}]
     assert mirror_of(redis_client, bob) is None  # the relay re-seeds it from the database
-    assert redis_client.get(used_key(token.pk)) is None
+    assert redis_client.get(names().used(token.pk)) is None
 
 
 @pytest.mark.service
 @pytest.mark.django_db
 def test_a_mirror_that_moves_is_never_released(leaked, redis_client) -> None:  # type: ignore[no-untyped-def]
     # given: bob keeps making requests, so his mirror changes between runs
-    from relay.ledger import balance_key
+    from billing.mirror import names
 
     bob, _ = leaked
     t0 = timezone.now()
     services.reconcile(now=t0)
-    redis_client.decrby(balance_key(bob.pk), 5_000)  # a new hold in flight
+    redis_client.decrby(names().balance(bob.pk), 5_000)  # a new hold in flight
     # when
     later = services.reconcile(now=t0 + timedelta(seconds=900))
     much_later = services.reconcile(now=t0 + timedelta(seconds=1_799))
@@ -152,11 +152,11 @@ def test_a_mirror_that_moves_is_never_released(leaked, redis_client) -> None:  #
 @pytest.mark.django_db
 def test_a_user_with_usage_on_the_stream_is_left_alone(leaked, redis_client) -> None:  # type: ignore[no-untyped-def]
     # given: a settled request of bob's is still queued for the database
-    from relay.ledger import USAGE_STREAM
+    from billing.mirror import names
     from relay.ports import encode_event
 
     bob, _ = leaked
-    redis_client.xadd(USAGE_STREAM, {"e": encode_event(usage_event(bob.pk, 300_000))})
+    redis_client.xadd(names().usage_stream, {"e": encode_event(usage_event(bob.pk, 300_000))})
     t0 = timezone.now()
     # when
     first = services.reconcile(now=t0)
@@ -171,11 +171,11 @@ def test_a_user_with_usage_on_the_stream_is_left_alone(leaked, redis_client) -> 
 @pytest.mark.django_db
 def test_a_mirror_in_step_with_the_database_is_kept(make_user, redis_client) -> None:  # type: ignore[no-untyped-def]
     # given
-    from relay.ledger import balance_key
+    from billing.mirror import names
 
     bob, _ = make_user("bob")
     services.topup(bob, 1_000_000)
-    redis_client.set(balance_key(bob.pk), 1_000_000)
+    redis_client.set(names().balance(bob.pk), 1_000_000)
     t0 = timezone.now()
     # when
     services.reconcile(now=t0)
@@ -205,11 +205,11 @@ def test_release_is_a_compare_and_delete(leaked, redis_client) -> None:  # type:
 @pytest.mark.django_db
 def test_a_mirror_of_a_deleted_user_is_dropped(redis_client) -> None:  # type: ignore[no-untyped-def]
     # given
-    from relay.ledger import balance_key
+    from billing.mirror import names
 
-    redis_client.set(balance_key(424_242), 5)
+    redis_client.set(names().balance(424_242), 5)
     # when
     report = services.reconcile()
     # then
     assert report.mirrors_checked == 1
-    assert redis_client.get(balance_key(424_242)) is None
+    assert redis_client.get(names().balance(424_242)) is None

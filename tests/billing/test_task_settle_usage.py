@@ -53,8 +53,9 @@ def test_embedded_mode_settles_what_a_dead_relay_left_in_its_journal(make_user) 
 def stream(redis_client):  # type: ignore[no-untyped-def]
     """The usage stream with its consumer group, and helpers to play a relay."""
     from billing import mirror
-    from relay.ledger import USAGE_GROUP, USAGE_STREAM
+    from billing.mirror import names
     from relay.ports import encode_event
+    from relay.redis_names import USAGE_GROUP
 
     mirror.ensure_group()
 
@@ -62,21 +63,21 @@ def stream(redis_client):  # type: ignore[no-untyped-def]
         client = redis_client
 
         def add(self, event, entry_id: str = "*") -> bytes:  # type: ignore[no-untyped-def]
-            return redis_client.xadd(USAGE_STREAM, {"e": encode_event(event)}, id=entry_id)
+            return redis_client.xadd(names().usage_stream, {"e": encode_event(event)}, id=entry_id)
 
         def read_as(self, consumer: str) -> list[bytes]:
-            reply = redis_client.xreadgroup(USAGE_GROUP, consumer, {USAGE_STREAM: ">"}, count=100)
+            reply = redis_client.xreadgroup(USAGE_GROUP, consumer, {names().usage_stream: ">"}, count=100)
             return [entry_id for entry_id, _ in (reply[0][1] if reply else [])]
 
         def age(self, consumer: str, ids: list[bytes], idle_ms: int) -> None:
             """Make entries look unacknowledged by ``consumer`` for ``idle_ms``."""
-            redis_client.xclaim(USAGE_STREAM, USAGE_GROUP, consumer, 0, ids, idle=idle_ms)
+            redis_client.xclaim(names().usage_stream, USAGE_GROUP, consumer, 0, ids, idle=idle_ms)
 
         def length(self) -> int:
-            return redis_client.xlen(USAGE_STREAM)
+            return redis_client.xlen(names().usage_stream)
 
         def pending(self) -> int:
-            return redis_client.xpending(USAGE_STREAM, USAGE_GROUP)["pending"]
+            return redis_client.xpending(names().usage_stream, USAGE_GROUP)["pending"]
 
         def old_id(self, seconds: int) -> str:
             now_s, now_us = redis_client.time()
@@ -204,9 +205,9 @@ def test_an_event_the_database_refuses_stays_on_the_stream(make_user, stream) ->
 @pytest.mark.django_db
 def test_an_unreadable_entry_is_dropped_and_logged(stream, caplog) -> None:  # type: ignore[no-untyped-def]
     # given
-    from relay.ledger import USAGE_STREAM
+    from billing.mirror import names
 
-    stream.client.xadd(USAGE_STREAM, {"e": b"{not json"})
+    stream.client.xadd(names().usage_stream, {"e": b"{not json"})
     stream.age("relay-dead-4", stream.read_as("relay-dead-4"), idle_ms=120_000)
     # when
     settled = tasks.settle_usage()

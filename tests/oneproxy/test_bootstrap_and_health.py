@@ -9,7 +9,7 @@ import pytest
 from django.core.management import call_command
 
 from billing.models import Group, User
-from relay.keys import hash_key
+from relay.relay_keys import hash_key
 
 pytestmark = pytest.mark.django_db
 

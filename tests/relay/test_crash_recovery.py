@@ -45,8 +45,8 @@ def test_sigkill_during_load_then_reconcile(relay_setup, gateway, spawn_relay):
     from django.conf import settings
 
     from billing import services
+    from billing.mirror import names
     from billing.models import LedgerEntry, UsageLog, User
-    from relay.ledger import HOLDS, balance_key
 
     # given: a slow upstream (requests stay in flight) and a second relay process
     emulator = relay_setup["emulator"]
@@ -79,6 +79,6 @@ def test_sigkill_during_load_then_reconcile(relay_setup, gateway, spawn_relay):
     # the dead process's holds were given back: the mirror equals the database
     client = redis.Redis.from_url(settings.REDIS_URL)
     assert report.stale_holds_released >= 1
-    assert client.zcard(HOLDS) == 0
-    mirror = client.get(balance_key(user.pk))
+    assert client.zcard(names().holds) == 0
+    mirror = client.get(names().balance(user.pk))
     assert mirror is None or int(mirror) == user.balance

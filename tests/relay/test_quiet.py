@@ -107,9 +107,9 @@ async def test_settlement_waits_for_the_request_in_flight_to_end(tmp_path, monke
 async def test_the_stream_consumer_reads_a_backlog_without_waiting_for_a_gap() -> None:
     import redis.asyncio as aioredis
 
-    from relay.ledger import USAGE_STREAM
+    from billing.mirror import names
+    from relay.fast_redis import RespClient
     from relay.ports import encode_event
-    from relay.resp import RespClient
     from relay.usage_stream import consume_usage
 
     class CountingQuiet(Quiet):
@@ -134,16 +134,16 @@ async def test_the_stream_consumer_reads_a_backlog_without_waiting_for_a_gap() -
 
     # given: 1,200 usage events on the stream and a relay that is never idle
     redis = aioredis.Redis.from_url(os.environ["REDIS_URL"])
-    await redis.delete(USAGE_STREAM)
+    await redis.delete(names().usage_stream)
     pipe = redis.pipeline(transaction=False)
     for _ in range(1200):
-        pipe.xadd(USAGE_STREAM, {"e": encode_event(usage_event(1, 10))})
+        pipe.xadd(names().usage_stream, {"e": encode_event(usage_event(1, 10))})
     await pipe.execute()
     db = RecordingDb()
     db.quiet.enter()
     # when: a consumer drains them
     client = RespClient.from_url(os.environ["REDIS_URL"])
-    consumer = asyncio.create_task(consume_usage(client, db))  # type: ignore[arg-type]
+    consumer = asyncio.create_task(consume_usage(client, names(), db))  # type: ignore[arg-type]
     try:
         for _ in range(500):
             if sum(n for n, _ in db.batches) >= 1200:
@@ -153,7 +153,7 @@ async def test_the_stream_consumer_reads_a_backlog_without_waiting_for_a_gap() -
         consumer.cancel()
         await asyncio.gather(consumer, return_exceptions=True)
         await client.aclose()
-        await redis.delete(USAGE_STREAM)
+        await redis.delete(names().usage_stream)
         await redis.aclose()
     # then: every batch of the backlog was read at once, none waited for a gap
     assert db.batches == [(500, 0), (500, 0), (200, 0)]

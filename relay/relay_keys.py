@@ -1,4 +1,9 @@
-"""Relay key format: ``sk-`` + 48 characters [A-Za-z0-9], stored as SHA-256."""
+"""Relay keys, the ``sk-`` keys clients send: their format (``sk-`` + 48
+characters [A-Za-z0-9]), SHA-256 storage, display prefix and channel pin.
+
+Upstream providers' keys are another thing: relay/keystate.py,
+relay/keypool.py and relay/keybus.py.
+"""
 
 from __future__ import annotations
 

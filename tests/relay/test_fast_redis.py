@@ -1,4 +1,4 @@
-"""relay.resp against a real Redis: replies, errors, pipelining order,
+"""relay.fast_redis against a real Redis: replies, errors, pipelining order,
 scripts (EVALSHA with the EVAL fallback), db selection and reconnecting."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 import pytest
 import redis
 
-from relay.resp import RespClient, RespError, parse_url
+from relay.fast_redis import RespClient, RespError, parse_url
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 
