@@ -1,10 +1,10 @@
 """A local HTTP emulator of the OpenAI REST API, for tests.
 
-The emulator is a real aiohttp server bound to ``127.0.0.1`` on an ephemeral
-port.  It runs its own event loop in a daemon thread, so the same instance
-serves synchronous tests (``requests``, the sync ``openai`` client, Django's
-test client forwarding upstream) and asynchronous tests (whose own loop is a
-different one) alike.
+The server machinery (a real aiohttp server on ``127.0.0.1``, an ephemeral
+port, its own event loop in a daemon thread; recording, key behaviours, the
+stream gate) is tests/emulators/base.py, shared with the other providers'
+emulators; the misbehaving-upstream faults are tests/emulators/faults.py;
+images, audio and moderations are tests/emulators/openai_media.py.
 
 Response shapes follow OpenAI's public API reference and the types of the
 official ``openai`` SDK pinned in requirements-dev.txt; the test module beside
@@ -39,22 +39,25 @@ Streaming gate
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
 import math
 import secrets
-import string
 import struct
-import threading
 import time
-import zlib
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Iterable
+from typing import Any
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
+
+from .base import APIError as _APIError
+from .base import BodyKind as _BodyKind
+from .base import Call as _Call
+from .base import EmulatorBase, Handler
+from .base import EventStream as _EventStream
+from .base import random_id as _random_id
+from .openai_media import MediaEndpoints, _as_text_list, _content_text, count_words
 
 __all__ = ["BEHAVIOURS", "REPLY_WORDS", "OpenAIEmulator", "count_words", "reply_text"]
 
@@ -65,18 +68,9 @@ DEFAULT_CHUNKS = len(REPLY_WORDS)
 PER_MESSAGE_TOKENS = 3
 DEFAULT_EMBEDDING_DIMENSIONS = 8
 SYSTEM_FINGERPRINT = "fp_e0e1a7c0de"
-TRANSCRIPTION_MODEL_DEFAULT_USAGE_SECONDS = 1.0
-
-_BodyKind = Literal["json", "multipart", "none"]
-_Handler = Callable[[web.Request, "_Call"], Awaitable[web.StreamResponse]]
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def count_words(text: str) -> int:
-    """The emulator's token count of a text: its whitespace-separated words."""
-    return len(text.split())
 
 
 def reply_pieces(n: int) -> list[str]:
@@ -87,22 +81,6 @@ def reply_pieces(n: int) -> list[str]:
 def reply_text(n: int = DEFAULT_CHUNKS) -> str:
     """The full reply text of ``n`` tokens, e.g. ``reply_text()`` for the default reply."""
     return "".join(reply_pieces(n))
-
-
-def _random_id(prefix: str, length: int = 29) -> str:
-    # Real ids look like "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT": base62 after a prefix.
-    alphabet = string.ascii_letters + string.digits
-    return prefix + "".join(secrets.choice(alphabet) for _ in range(length))
-
-
-def _content_text(content: Any) -> str:
-    """Text of a message ``content``: a string or a list of typed parts."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = [part.get("text", "") for part in content if isinstance(part, dict)]
-        return " ".join(t for t in texts if isinstance(t, str))
-    return ""
 
 
 def _messages_tokens(messages: Iterable[Any]) -> int:
@@ -124,46 +102,11 @@ def _prompt_tokens_of_input(value: Any) -> int:
     return 0
 
 
-def _as_text_list(value: Any) -> list[str]:
-    """The separate inputs of an embeddings/completions/moderations request, as text."""
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list):
-        if value and all(isinstance(v, int) for v in value):
-            return [" ".join(map(str, value))]  # a single token-id array
-        return [v if isinstance(v, str) else " ".join(map(str, v)) if isinstance(v, list) else str(v) for v in value]
-    return []
-
-
 def _redact_key(key: str) -> str:
     # OpenAI echoes a masked key in the 401 message; keep its shape.
     if len(key) <= 8:
         return "*" * len(key)
     return f"{key[:3]}{'*' * (len(key) - 7)}{key[-4:]}"
-
-
-def _tiny_png() -> bytes:
-    """A valid 1x1 RGB PNG, built by hand so the emulator needs no image library."""
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
-    pixels = zlib.compress(b"\x00\x10\xa3\x7f")  # filter byte + one RGB pixel
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
-
-
-TINY_PNG = _tiny_png()
-
-
-def _fake_mp3(text: str) -> bytes:
-    """Deterministic MP3-looking bytes: an ID3v2 header then one silent frame per word.
-
-    0xFFFB9064 is an MPEG-1 Layer III 128 kbit/s 44.1 kHz frame header; such a frame
-    is 417 bytes.  Tools that sniff the format recognise it; length grows with input.
-    """
-    frame = b"\xff\xfb\x90\x64" + b"\x00" * 413
-    return b"ID3\x04\x00\x00\x00\x00\x00\x00" + frame * max(1, count_words(text))
 
 
 def _embedding_vector(text: str, dimensions: int) -> list[float]:
@@ -184,76 +127,11 @@ def _embedding_vector(text: str, dimensions: int) -> list[float]:
     return list(struct.unpack(f"<{dimensions}f", packed))
 
 
-class _Headers(dict[str, str]):
-    """Request headers with lower-cased keys and case-insensitive lookups."""
-
-    def __getitem__(self, key: str) -> str:
-        return super().__getitem__(key.lower())
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and super().__contains__(key.lower())
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return super().get(key.lower(), default)
-
-
-class _APIError(Exception):
-    """An error to answer in OpenAI's ``{"error": {...}}`` shape."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        type: str = "invalid_request_error",
-        param: str | None = None,
-        code: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.type = type
-        self.param = param
-        self.code = code
-        self.headers = headers or {}
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
-
-
 def _missing(param: str) -> _APIError:
     return _APIError(400, f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter")
 
 
-@dataclass
-class _Call:
-    """What the endpoint wrapper learned about a request before the handler runs."""
-
-    record: dict[str, Any]
-    behaviour: str
-    options: dict[str, Any]
-    body: Any = None
-    request_id: str = field(default_factory=lambda: "req_" + secrets.token_hex(16))
-
-    @property
-    def json(self) -> dict[str, Any]:
-        assert isinstance(self.body, dict)
-        return self.body
-
-    @property
-    def wants_stream(self) -> bool:
-        return isinstance(self.body, dict) and self.body.get("stream") is True
-
-    def include_usage(self) -> bool:
-        options = self.json.get("stream_options")
-        return isinstance(options, dict) and options.get("include_usage") is True
-
-
-# --------------------------------------------------------------------------- emulator
-
-
-class OpenAIEmulator:
+class OpenAIEmulator(MediaEndpoints, EmulatorBase):
     """A local OpenAI API server; see the module docstring for its conventions.
 
     Every request received (authenticated or not) is appended to
@@ -266,118 +144,24 @@ class OpenAIEmulator:
     filename, content_type, size, sha256).
     """
 
+    NAME = "openai"
+    BEHAVIOURS = BEHAVIOURS
+
     def __init__(
         self,
         *,
         valid_keys: Iterable[str] = ("sk-upstream-good",),
         models: Iterable[str] = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small"),
     ) -> None:
-        self._initial_valid_keys = tuple(valid_keys)
+        super().__init__(valid_keys=valid_keys)
         self._initial_models = tuple(models)
         # Public, mutable state; reset() restores all of it.
-        self.valid_keys: set[str] = set(self._initial_valid_keys)
         self.models: list[str] = list(self._initial_models)
-        self.requests: list[dict[str, Any]] = []
         self.usage_in_stream: bool = True
         self.report_usage: bool = True
 
-        self.host = "127.0.0.1"
-        self.port: int | None = None
-
-        # Behaviours are written by test threads and read by the server thread.
-        self._lock = threading.Lock()
-        self._behaviours: dict[str, tuple[str, dict[str, Any]]] = {}
-        self._gate_enabled = False
-        self._released: set[int] = set()
-
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
-        self._gate_changed: asyncio.Event | None = None
-        self._startup_error: BaseException | None = None
-
-    # ---------------------------------------------------------------- lifecycle
-
-    @property
-    def root_url(self) -> str:
-        """``http://127.0.0.1:PORT`` (no ``/v1``)."""
-        if self.port is None:
-            raise RuntimeError("OpenAIEmulator is not started")
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:PORT/v1``, what the ``openai`` SDK takes as ``base_url``."""
-        return f"{self.root_url}/v1"
-
-    def start(self) -> OpenAIEmulator:
-        """Start the server thread; returns once the port is bound."""
-        if self._thread is not None:
-            raise RuntimeError("OpenAIEmulator already started")
-        self._startup_error = None
-        ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, args=(ready,), name="openai-emulator", daemon=True)
-        self._thread.start()
-        if not ready.wait(timeout=30):
-            raise RuntimeError("OpenAIEmulator did not start within 30s")
-        if self._startup_error is not None:
-            self._thread.join()
-            self._thread = None
-            raise RuntimeError("OpenAIEmulator failed to start") from self._startup_error
-        return self
-
-    def stop(self) -> None:
-        """Stop the server and its thread.
-
-        Requests still in flight (a stream paused on the gate, a "slow" sleep)
-        get half a second, then are cancelled and their connections closed, so
-        their clients see a connection error rather than a finished answer.
-        """
-        thread, loop, runner = self._thread, self._loop, self._runner
-        if thread is None or loop is None or runner is None:
-            return
-        try:
-            asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=30)
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=30)
-            self._thread = self._loop = self._runner = None
-            self.port = None
-
-    def __enter__(self) -> OpenAIEmulator:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def _serve(self, ready: threading.Event) -> None:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._start_site())
-        except BaseException as exc:  # noqa: BLE001 - re-raised by start() in the caller's thread
-            self._startup_error = exc
-            loop.close()
-            ready.set()
-            return
-        ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            # Anything still running (e.g. a handler sleeping for "slow") is cancelled
-            # so the loop closes without "Task was destroyed but it is pending".
-            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-            for task in pending:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-
-    async def _start_site(self) -> None:
-        self._gate_changed = asyncio.Event()
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        routes: list[tuple[str, str, _Handler, _BodyKind]] = [
+    def routes(self) -> list[tuple[str, str, Handler, _BodyKind]]:
+        return [
             ("POST", "/v1/chat/completions", self._chat_completions, "json"),
             ("POST", "/v1/completions", self._completions, "json"),
             ("POST", "/v1/embeddings", self._embeddings, "json"),
@@ -387,23 +171,15 @@ class OpenAIEmulator:
             ("POST", "/v1/images/generations", self._images_generations, "json"),
             ("POST", "/v1/audio/speech", self._audio_speech, "json"),
             ("POST", "/v1/audio/transcriptions", self._audio_transcriptions, "multipart"),
+            ("POST", "/v1/audio/translations", self._audio_transcriptions, "multipart"),
             ("POST", "/v1/moderations", self._moderations, "json"),
         ]
-        for method, path, handler, body_kind in routes:
-            app.router.add_route(method, path, self._endpoint(handler, body_kind))
+
+    def add_extra_routes(self, app: web.Application) -> None:
         # Image "urls" point here, like OpenAI's public blob links: no auth, not recorded.
         app.router.add_get("/_emulator/images/{name}", self._serve_image)
         # Last: everything else gets OpenAI's "Invalid URL" 404 (including wrong methods).
         app.router.add_route("*", "/{tail:.*}", self._endpoint(self._invalid_url, "none"))
-
-        # handler_cancellation: a client that hangs up cancels its handler, so a
-        # stream paused on the gate does not outlive the test that abandoned it.
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, 0).start()
-        self.port = self._runner.addresses[0][1]  # port 0 above: the OS picked a free one
-
-    # ---------------------------------------------------------------- test controls
 
     def set_key_behaviour(self, key: str, behaviour: str, **kw: Any) -> None:
         """Decide how requests authenticated with ``key`` are answered.
@@ -411,7 +187,7 @@ class OpenAIEmulator:
         - ``"ok"``: answer normally (even when the key is not in ``valid_keys``).
         - ``"invalid"``: 401, code ``invalid_api_key``.
         - ``"rate_limited"``: 429, code ``rate_limit_exceeded``, header
-          ``Retry-After: kw.get("retry_after", 30)``.
+          ``Retry-After: kw.get("retry_after", 30)`` (any value, odd ones too).
         - ``"quota"``: 429 with type and code ``insufficient_quota``.
         - ``"server_error"``: 500, type ``server_error``.
         - ``"slow"``: sleep ``kw["delay"]`` seconds, then answer normally;
@@ -420,136 +196,52 @@ class OpenAIEmulator:
           content chunks then the TCP connection is aborted (no finish chunk, no
           ``[DONE]``, no terminating HTTP chunk).  A non-stream request is
           aborted before any response byte.
+        - any fault of tests/emulators/faults.py (the misbehaving upstream).
         """
-        if behaviour not in BEHAVIOURS:
-            raise ValueError(f"unknown behaviour {behaviour!r}; expected one of {sorted(BEHAVIOURS)}")
-        if behaviour == "slow" and "delay" not in kw:
-            raise ValueError('behaviour "slow" needs delay=SECONDS')
-        with self._lock:
-            self._behaviours[key] = (behaviour, dict(kw))
+        super().set_key_behaviour(key, behaviour, **kw)
 
     def reset(self) -> None:
         """Back to the just-constructed state: no requests, behaviours, gate or flags."""
-        with self._lock:
-            self._behaviours.clear()
-            self._gate_enabled = False
-            self._released.clear()
-        self.requests.clear()  # in place: callers may hold a reference to the list
-        self.valid_keys = set(self._initial_valid_keys)
         self.models = list(self._initial_models)
         self.usage_in_stream = True
         self.report_usage = True
-        self._notify_gate()  # streams paused by a previous test may go on
+        super().reset()
 
-    def enable_stream_gate(self) -> None:
-        """Pause every stream after content chunk ``i`` until ``release(i)``."""
-        with self._lock:
-            self._gate_enabled = True
+    def invalid_json_error(self) -> _APIError:
+        return _APIError(
+            400,
+            "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
+            "using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was "
+            "sent was not valid JSON.)",
+        )
 
-    def disable_stream_gate(self) -> None:
-        """Stop pausing streams, let paused ones go on and forget past releases."""
-        with self._lock:
-            self._gate_enabled = False
-            self._released.clear()
-        self._notify_gate()
+    # ---------------------------------------------------------------- faults (tests/emulators/faults.py)
 
-    def release(self, i: int) -> None:
-        """Let streams paused after content chunk ``i`` go on (callable from any thread).
+    def fault_event(self, call: _Call, text: str) -> bytes:
+        model = call.body.get("model") if isinstance(call.body, dict) else None
+        chunk = {
+            "id": "chatcmpl-fault",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model or "gpt-4o-mini",
+            "choices": [{"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": None}],
+        }
+        return b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
 
-        Releases are remembered: releasing ``i`` before a stream reaches it means
-        that stream will not pause there.  Each index is released separately.
-        """
-        with self._lock:
-            self._released.add(i)
-        self._notify_gate()
+    def fault_stream_end(self, call: _Call) -> bytes:
+        return b"data: [DONE]\n\n"
 
-    @property
-    def last_request(self) -> dict[str, Any]:
-        """The most recent entry of :attr:`requests`."""
-        if not self.requests:
-            raise LookupError("the emulator has received no request")
-        return self.requests[-1]
-
-    def _notify_gate(self) -> None:
-        loop = self._loop
-        if loop is not None and loop.is_running():
-            loop.call_soon_threadsafe(self._broadcast_gate)
-
-    def _broadcast_gate(self) -> None:
-        # Runs in the server loop: wake every waiter by swapping in a fresh event.
-        old, self._gate_changed = self._gate_changed, asyncio.Event()
-        if old is not None:
-            old.set()
-
-    async def _gate_wait(self, i: int) -> None:
-        while True:
-            changed = self._gate_changed
-            with self._lock:
-                blocked = self._gate_enabled and i not in self._released
-            if not blocked or changed is None:
-                return
-            await changed.wait()
-
-    # ---------------------------------------------------------------- request plumbing
-
-    def _endpoint(
-        self, handler: _Handler, body_kind: _BodyKind
-    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-        """Wrap ``handler`` with recording, authentication and key behaviours."""
-
-        async def endpoint(request: web.Request) -> web.StreamResponse:
-            raw = await request.read() if body_kind == "json" else b""
-            body: Any = None
-            invalid_json = False
-            if body_kind == "json":
-                try:
-                    body = json.loads(raw) if raw else None
-                except ValueError:
-                    invalid_json = True
-            record: dict[str, Any] = {
-                "method": request.method,
-                "path": request.path,
-                "query": dict(request.query),
-                "headers": _Headers((k.lower(), v) for k, v in request.headers.items()),
-                "json": body,
-                "body": raw,
-                "key": self._bearer_key(request),
-                "time": time.time(),
-            }
-            self.requests.append(record)
-            behaviour, options = self._behaviour_for(record["key"])
-            call = _Call(record=record, behaviour=behaviour, options=options, body=body)
-            try:
-                self._authorize(call)
-                if body_kind == "json" and (invalid_json or not isinstance(body, dict)):
-                    raise _APIError(
-                        400,
-                        "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
-                        "using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was "
-                        "sent was not valid JSON.)",
-                    )
-                if behaviour == "slow":
-                    await asyncio.sleep(float(options["delay"]))
-                if behaviour == "die_mid_stream" and not call.wants_stream:
-                    return self._abort(request, web.StreamResponse())
-                return await handler(request, call)
-            except _APIError as err:
-                return self._json_response(call, err.body(), status=err.status, extra_headers=err.headers)
-
-        return endpoint
-
-    @staticmethod
-    def _bearer_key(request: web.Request) -> str | None:
-        scheme, _, key = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer":
-            return None
-        return key.strip() or None
-
-    def _behaviour_for(self, key: str | None) -> tuple[str, dict[str, Any]]:
-        with self._lock:
-            if key is not None and key in self._behaviours:
-                return self._behaviours[key]
-        return ("ok", {}) if key in self.valid_keys else ("invalid", {})
+    def fault_body(self, call: _Call, text: str) -> bytes:
+        model = call.body.get("model") if isinstance(call.body, dict) else None
+        answer = {
+            "id": "chatcmpl-fault",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model or "gpt-4o-mini",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": self._chat_usage(10, count_words(text)),
+        }
+        return json.dumps(answer, indent=2).encode()
 
     def _authorize(self, call: _Call) -> None:
         """Raise the error a key's behaviour calls for (before the body is validated)."""
@@ -616,33 +308,6 @@ class OpenAIEmulator:
             "x-ratelimit-remaining-tokens": "9999990",
             "x-ratelimit-reset-tokens": "0s",
         }
-
-    def _json_response(
-        self,
-        call: _Call,
-        payload: Any,
-        *,
-        status: int = 200,
-        extra_headers: dict[str, str] | None = None,
-    ) -> web.Response:
-        headers = self._common_headers(call)
-        headers.update(extra_headers or {})
-        # Pretty-printed like the real API's non-stream bodies.
-        return web.Response(
-            status=status, text=json.dumps(payload, indent=2), content_type="application/json", headers=headers
-        )
-
-    @staticmethod
-    def _abort(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
-        """Drop the TCP connection at once (RST-like, unflushed data discarded).
-
-        aiohttp then fails to write the end of the response, sees a
-        ConnectionError and treats it as a client disconnection, quietly.
-        """
-        transport = request.transport
-        if transport is not None:
-            transport.abort()
-        return response
 
     def _check_model(self, body: dict[str, Any], *, required: bool = True) -> str:
         model = body.get("model")
@@ -1022,287 +687,7 @@ class OpenAIEmulator:
 
     # ---------------------------------------------------------------- images
 
-    async def _images_generations(self, request: web.Request, call: _Call) -> web.StreamResponse:
-        body = call.json
-        prompt = body.get("prompt")
-        if not isinstance(prompt, str) or not prompt:
-            raise _missing("prompt")
-        # The model is optional here (dall-e-2 by default) and image models are
-        # not in the chat-model list, so any model name is accepted.
-        model = body.get("model") or "dall-e-2"
-        n = self._choice_count(body)
-        gpt_image = model.startswith("gpt-image")
-        # gpt-image-* models always answer base64; dall-e-* default to urls.
-        response_format = "b64_json" if gpt_image else body.get("response_format") or "url"
-        if response_format not in ("url", "b64_json"):
-            raise _APIError(
-                400,
-                f"Invalid value for 'response_format': {response_format!r}.",
-                param="response_format",
-                code="invalid_value",
-            )
-        images: list[dict[str, Any]] = []
-        for index in range(n):
-            image: dict[str, Any] = (
-                {"b64_json": base64.b64encode(TINY_PNG).decode()}
-                if response_format == "b64_json"
-                else {"url": f"{self.root_url}/_emulator/images/{secrets.token_hex(8)}-{index}.png"}
-            )
-            if model == "dall-e-3":
-                image["revised_prompt"] = prompt
-            images.append(image)
-        payload: dict[str, Any] = {"created": int(time.time()), "data": images}
-        if gpt_image:
-            payload.update(
-                background="opaque", output_format="png", quality="medium", size=body.get("size") or "1024x1024"
-            )
-            if self.report_usage:
-                text_tokens = count_words(prompt)
-                payload["usage"] = {
-                    "input_tokens": text_tokens,
-                    "input_tokens_details": {"text_tokens": text_tokens, "image_tokens": 0},
-                    "output_tokens": 1056 * n,
-                    "total_tokens": text_tokens + 1056 * n,
-                }
-        return self._json_response(call, payload)
-
-    async def _serve_image(self, request: web.Request) -> web.StreamResponse:
-        return web.Response(body=TINY_PNG, content_type="image/png")
-
-    # ---------------------------------------------------------------- audio
-
-    _SPEECH_CONTENT_TYPES = {
-        "mp3": "audio/mpeg",
-        "opus": "audio/opus",
-        "aac": "audio/aac",
-        "flac": "audio/flac",
-        "wav": "audio/wav",
-        "pcm": "audio/pcm",
-    }
-
-    async def _audio_speech(self, request: web.Request, call: _Call) -> web.StreamResponse:
-        body = call.json
-        for name in ("model", "input", "voice"):
-            if body.get(name) in (None, ""):
-                raise _missing(name)
-        audio_format = body.get("response_format") or "mp3"
-        content_type = self._SPEECH_CONTENT_TYPES.get(audio_format)
-        if content_type is None:
-            raise _APIError(
-                400,
-                f"Invalid value for 'response_format': {audio_format!r}.",
-                param="response_format",
-                code="invalid_value",
-            )
-        headers = self._common_headers(call)
-        # Same bytes whatever the format: tests check plumbing, not audio decoding.
-        return web.Response(body=_fake_mp3(str(body["input"])), content_type=content_type, headers=headers)
-
-    async def _audio_transcriptions(self, request: web.Request, call: _Call) -> web.StreamResponse:
-        if not request.content_type.startswith("multipart/"):
-            raise _APIError(400, "Invalid Content-Type header (expected multipart/form-data).")
-        form: dict[str, str] = {}
-        files: dict[str, dict[str, Any]] = {}
-        reader = await request.multipart()
-        async for part in reader:
-            if not isinstance(part, BodyPartReader) or part.name is None:
-                continue  # nested multipart bodies are not used by this API
-            data = await part.read()
-            if part.filename is not None:
-                files[part.name] = {
-                    "filename": part.filename,
-                    "content_type": part.headers.get("Content-Type"),
-                    "size": len(data),
-                    "sha256": hashlib.sha256(data).hexdigest(),
-                }
-            else:
-                form[part.name] = bytes(data).decode("utf-8", "replace")
-        call.record["form"] = form
-        call.record["files"] = files
-
-        if "file" not in files:
-            raise _missing("file")
-        if not form.get("model"):
-            raise _missing("model")
-        model = form["model"]
-        text = f"Hello from the OpenAI emulator, {files['file']['size']} bytes heard."
-        response_format = form.get("response_format", "json")
-        headers = self._common_headers(call)
-        if response_format == "text":
-            return web.Response(text=text + "\n", content_type="text/plain", headers=headers)
-        if response_format == "srt":
-            srt = f"1\n00:00:00,000 --> 00:00:01,000\n{text}\n\n"
-            return web.Response(text=srt, content_type="text/plain", headers=headers)
-        if response_format == "vtt":
-            vtt = f"WEBVTT\n\n00:00:00.000 --> 00:00:01.000\n{text}\n\n"
-            return web.Response(text=vtt, content_type="text/plain", headers=headers)
-        if response_format not in ("json", "verbose_json"):
-            raise _APIError(
-                400,
-                f"Invalid value for 'response_format': {response_format!r}.",
-                param="response_format",
-                code="invalid_value",
-            )
-
-        seconds = TRANSCRIPTION_MODEL_DEFAULT_USAGE_SECONDS
-        usage: dict[str, Any]
-        if model.startswith("whisper"):
-            usage = {"type": "duration", "seconds": seconds}
-        else:
-            audio_tokens = max(1, files["file"]["size"] // 1000)
-            usage = {
-                "type": "tokens",
-                "input_tokens": audio_tokens,
-                "input_token_details": {"text_tokens": 0, "audio_tokens": audio_tokens},
-                "output_tokens": count_words(text),
-                "total_tokens": audio_tokens + count_words(text),
-            }
-        payload: dict[str, Any] = {"text": text}
-        if response_format == "verbose_json":
-            payload = {
-                "task": "transcribe",
-                "language": "english",
-                "duration": seconds,
-                "text": text,
-                "segments": [
-                    {
-                        "id": 0,
-                        "seek": 0,
-                        "start": 0.0,
-                        "end": seconds,
-                        "text": text,
-                        "tokens": list(range(50364, 50364 + count_words(text))),
-                        "temperature": 0.0,
-                        "avg_logprob": -0.1,
-                        "compression_ratio": 1.0,
-                        "no_speech_prob": 0.0,
-                    }
-                ],
-            }
-            usage = {"type": "duration", "seconds": seconds}
-        if self.report_usage:
-            payload["usage"] = usage
-        return self._json_response(call, payload)
-
-    # ---------------------------------------------------------------- moderations
-
-    _MODERATION_CATEGORIES = (
-        "harassment",
-        "harassment/threatening",
-        "hate",
-        "hate/threatening",
-        "illicit",
-        "illicit/violent",
-        "self-harm",
-        "self-harm/instructions",
-        "self-harm/intent",
-        "sexual",
-        "sexual/minors",
-        "violence",
-        "violence/graphic",
-    )
-    _IMAGE_CATEGORIES = frozenset(
-        {"self-harm", "self-harm/instructions", "self-harm/intent", "sexual", "violence", "violence/graphic"}
-    )
-
-    async def _moderations(self, request: web.Request, call: _Call) -> web.StreamResponse:
-        """Flags ``violence`` when a text contains "kill" (case-insensitive); nothing else."""
-        body = call.json
-        value = body.get("input")
-        if value is None:
-            raise _missing("input")
-        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            # Multi-modal input: one result for the whole list of parts.
-            texts = [_content_text(value)]
-            has_image = any(v.get("type") == "image_url" for v in value)
-        else:
-            texts = _as_text_list(value)
-            has_image = False
-        results = []
-        for text in texts:
-            violent = "kill" in text.lower()
-            categories = {name: violent and name == "violence" for name in self._MODERATION_CATEGORIES}
-            scores = {name: (0.93 if categories[name] else 1e-6) for name in self._MODERATION_CATEGORIES}
-            applied = {
-                name: ["text", "image"] if has_image and name in self._IMAGE_CATEGORIES else ["text"]
-                for name in self._MODERATION_CATEGORIES
-            }
-            results.append(
-                {
-                    "flagged": violent,
-                    "categories": categories,
-                    "category_scores": scores,
-                    "category_applied_input_types": applied,
-                }
-            )
-        payload = {
-            "id": "modr-" + secrets.token_hex(16),
-            "model": body.get("model") or "omni-moderation-latest",
-            "results": results,
-        }
-        return self._json_response(call, payload)
-
     # ---------------------------------------------------------------- fallback
 
     async def _invalid_url(self, request: web.Request, call: _Call) -> web.StreamResponse:
         raise _APIError(404, f"Invalid URL ({request.method} {request.path})")
-
-
-class _EventStream:
-    """One ``text/event-stream`` response; every event is written (and so sent) at once."""
-
-    def __init__(
-        self, emulator: OpenAIEmulator, request: web.Request, call: _Call, response: web.StreamResponse
-    ) -> None:
-        self._emulator = emulator
-        self._request = request
-        self._call = call
-        self._response = response
-        self._sequence = 0
-        dies = call.behaviour == "die_mid_stream"
-        self._death_at: int | None = int(call.options.get("chunks_before_death", 2)) if dies else None
-        chunk_delay = call.options.get("chunk_delay") if call.behaviour == "slow" else None
-        self._chunk_delay = float(chunk_delay) if chunk_delay else 0.0
-
-    @classmethod
-    async def open(cls, emulator: OpenAIEmulator, request: web.Request, call: _Call) -> _EventStream:
-        headers = emulator._common_headers(call)
-        headers.update({"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"})
-        response = web.StreamResponse(status=200, headers=headers)
-        await response.prepare(request)
-        return cls(emulator, request, call, response)
-
-    async def data(self, payload: Any) -> None:
-        """A Chat/Completions-style event: ``data: {json}``."""
-        await self._response.write(f"data: {json.dumps(payload, separators=(',', ':'))}\n\n".encode())
-
-    async def event(self, event_type: str, payload: dict[str, Any]) -> None:
-        """A Responses-style event: named, typed and sequence-numbered."""
-        body = {"type": event_type, "sequence_number": self._sequence, **payload}
-        self._sequence += 1
-        text = f"event: {event_type}\ndata: {json.dumps(body, separators=(',', ':'))}\n\n"
-        await self._response.write(text.encode())
-
-    async def content_chunk_sent(self, i: int) -> None:
-        """Hook after content chunk ``i``: slow-stream delay, then the test's gate."""
-        if self._chunk_delay:
-            await asyncio.sleep(self._chunk_delay)
-        await self._emulator._gate_wait(i)
-
-    def dies_before(self, i: int) -> bool:
-        return self._death_at is not None and i >= self._death_at
-
-    def dies_at_end(self) -> bool:
-        # Fewer chunks than chunks_before_death: still die, just before finishing.
-        return self._death_at is not None
-
-    def die(self) -> web.StreamResponse:
-        return OpenAIEmulator._abort(self._request, self._response)
-
-    async def done(self) -> web.StreamResponse:
-        await self._response.write(b"data: [DONE]\n\n")
-        return await self.finish()
-
-    async def finish(self) -> web.StreamResponse:
-        await self._response.write_eof()
-        return self._response
