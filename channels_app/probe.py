@@ -160,9 +160,10 @@ def transition_for(target: ProbeTarget, result: ProbeResult, now: float) -> keys
             target.key_id, keystate.AUTO_DISABLED, verdict.reason, verdict.message, now, None, "probe"
         )
     if verdict.fault == "cool":
-        until = now + (verdict.retry_after if verdict.retry_after is not None else keystate.backoff(1))
+        seconds = keystate.cooldown(verdict.retry_after, 1, settings.ONEPROXY_MAX_COOLDOWN_SECONDS)
+        message = keystate.cooling_note(verdict.message, verdict.retry_after, seconds)
         return keystate.Transition(
-            target.key_id, keystate.COOLING, verdict.reason, verdict.message, now, until, "probe"
+            target.key_id, keystate.COOLING, verdict.reason, message, now, now + seconds, "probe"
         )
     return None
 

@@ -64,6 +64,8 @@ class RelayConfig:
     poll_interval: float = 1.0
     # Embedded mode's usage journal (relay/journal.py); service mode queues on Redis.
     journal_dir: Path | None = None
+    # The longest a key cools on an upstream's Retry-After.
+    max_cooldown: float = keystate.MAX_COOLDOWN
 
 
 async def listen_ready(tasks: list[asyncio.Task], listener) -> None:  # type: ignore[no-untyped-def]
@@ -122,7 +124,7 @@ class Relay:
         self.config = config
         self.backend = backend
         self.snapshot: Snapshot | None = None
-        self.pool = KeyPool()
+        self.pool = KeyPool(config.max_cooldown)
         self.session: aiohttp.ClientSession | None = None
         self.db: DbWorker | None = None
         self.ledger: Ledger | None = None
@@ -482,7 +484,7 @@ class Relay:
                 f"Upstream rate limit: {verdict.message}",
                 type="rate_limit_error",
                 code="rate_limit_exceeded",
-                retry_after=max(1, int((verdict.retry_after or 1) + 0.999)),
+                retry_after=max(1, int(min(verdict.retry_after or 1, self.pool.breaker.max_cooldown) + 0.999)),
             )
         if failure.timeout:
             return RelayError(
@@ -604,7 +606,8 @@ class Relay:
         self, call: Call, response: aiohttp.ClientResponse, scope: Scope, receive: Receive, send: Send
     ) -> None:
         state = _StreamState(
-            client_wants_usage=bool(((call.payload or {}).get("stream_options") or {}).get("include_usage"))
+            client_wants_usage=bool(((call.payload or {}).get("stream_options") or {}).get("include_usage")),
+            secret=call.key.secret if call.key is not None else "",
         )
         await send(
             {
@@ -650,8 +653,9 @@ class Relay:
                 out = []
                 while (end := buffer.find(b"\n\n")) >= 0:
                     event, buffer = buffer[: end + 2], buffer[end + 2 :]
-                    if state.take(event):
-                        out.append(event)
+                    sent = state.take(event)
+                    if sent is not None:
+                        out.append(sent)
                 if out:
                     await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
             if not state.done:
@@ -713,21 +717,25 @@ class Relay:
 
 
 class _StreamState:
-    __slots__ = ("client_gone", "client_wants_usage", "delivered", "done", "error", "usage")
+    __slots__ = ("client_gone", "client_wants_usage", "delivered", "done", "error", "secret", "usage")
 
-    def __init__(self, client_wants_usage: bool) -> None:
+    def __init__(self, client_wants_usage: bool, secret: str = "") -> None:
         self.client_wants_usage = client_wants_usage
+        self.secret = secret.encode()
         self.usage: Usage | None = None
         self.done = False
         self.error: str | None = None
         self.client_gone = False
         self.delivered = bytearray()
 
-    def take(self, event: bytes) -> bool:
-        """Look at one SSE event; False if it must not reach the client."""
+    def take(self, event: bytes) -> bytes | None:
+        """Look at one SSE event; what to send of it (None: nothing). An error
+        event, or any event quoting the key, is sent with keys masked."""
         if event.startswith(b"data: [DONE]"):
             self.done = True
-            return False  # sent last, after the usage event is queued
+            return None  # sent last, after the usage event is queued
+        if b'"error"' in event or (self.secret and self.secret in event):
+            event = _mask_event(event, self.secret)
         if b'"usage":{' in event or b'"usage": {' in event:
             try:
                 parsed = orjson.loads(event[event.index(b"{") :])
@@ -738,10 +746,10 @@ class _StreamState:
                 if usage is not None:
                     self.usage = usage
                 if not self.client_wants_usage and parsed.get("choices") == []:
-                    return False  # the usage chunk we asked for on the client's behalf
+                    return None  # the usage chunk we asked for on the client's behalf
         if len(self.delivered) < DELIVERED_KEEP:
             self.delivered += event
-        return True
+        return event
 
     def delivered_text(self) -> str:
         parts = []
@@ -753,6 +761,13 @@ class _StreamState:
             except orjson.JSONDecodeError:
                 continue
         return "".join(parts)
+
+
+def _mask_event(event: bytes, secret: bytes) -> bytes:
+    text = event.decode("utf-8", "replace")
+    if secret:
+        text = text.replace(secret.decode(), "***")
+    return mask_secrets(text).encode()
 
 
 def server_timing(call: Call) -> tuple[bytes, bytes]:

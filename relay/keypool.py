@@ -21,9 +21,9 @@ STATS_FLUSH_SECONDS = 5.0
 
 
 class KeyPool:
-    def __init__(self) -> None:
+    def __init__(self, max_cooldown: float = keystate.MAX_COOLDOWN) -> None:
         self.overlay: dict[int, Transition] = {}
-        self.breaker = Breaker()
+        self.breaker = Breaker(max_cooldown)
         self._cursors: dict[int, itertools.count[int]] = {}
         self._minute: dict[int, deque[tuple[float, int]]] = {}  # key → (time, tokens) this minute
         # key → (last used, last success or None, latency ms) since the last flush
@@ -119,9 +119,8 @@ class KeyPool:
             transition = Transition(key.id, keystate.AUTO_DISABLED, verdict.reason, verdict.message, now, None, source)
         elif verdict.fault == "cool":
             seconds = self.breaker.cool_for(key.id, verdict.retry_after)
-            transition = Transition(
-                key.id, keystate.COOLING, verdict.reason, verdict.message, now, now + seconds, source
-            )
+            message = keystate.cooling_note(verdict.message, verdict.retry_after, seconds)
+            transition = Transition(key.id, keystate.COOLING, verdict.reason, message, now, now + seconds, source)
         elif verdict.fault == "transient":
             seconds = self.breaker.transient(key.id, now)
             if seconds is None:

@@ -5,6 +5,7 @@ health from real traffic) and the Celery probes, so both judge alike:
 
     active ──429/overloaded──▶ cooling (Retry-After or backoff) ──▶ active
     active ──401/403/invalid key/quota/billing──▶ auto_disabled
+    a 4xx the request caused ──▶ no change, whatever its text
     repeated 5xx/timeouts in a window ──▶ cooling (circuit open, backoff)
 
 Operators extend the "disable" rule with their own phrases (admin → Disable
@@ -23,7 +24,9 @@ from relay.errors import mask_secrets
 ACTIVE, COOLING, AUTO_DISABLED, MANUAL_DISABLED = "active", "cooling", "auto_disabled", "manual_disabled"
 
 # Lower-cased phrases (English and the Chinese providers' own wording) that
-# mean the key or its account cannot work until a person acts.
+# mean the key or its account cannot work until a person acts. They are
+# matched only in answers that are about the key (see ``judge``): an error
+# the request caused may echo any word of the request.
 DISABLE_PHRASES: tuple[str, ...] = (
     "invalid api key",
     "incorrect api key",
@@ -53,6 +56,32 @@ DISABLE_PHRASES: tuple[str, ...] = (
     "api key 无效",
     "apikey 无效",
 )
+# Error codes and types (lower-cased; OpenAI, Anthropic, Gemini's status and
+# reason, DashScope, Qianfan, Zhipu) that say the key or its account is at
+# fault, whatever the status they come with (Gemini answers a bad key with
+# 400 API_KEY_INVALID, DashScope an unpaid account with 400 Arrearage).
+KEY_CODES = frozenset(
+    {
+        "invalid_api_key",
+        "api_key_invalid",
+        "invalid_key",
+        "authentication_error",
+        "permission_error",
+        "permission_denied",
+        "unauthenticated",
+        "insufficient_quota",
+        "billing_hard_limit_reached",
+        "billing_not_active",
+        "account_deactivated",
+        "access_terminated",
+        "arrearage",
+        "invalidapikey",
+        "invalidapikey.invalid",
+    }
+)
+# Errors of these kinds are about the key as much as about the request:
+# rate limits, auth, payment. Disable phrases are matched in them.
+KEY_STATUSES = frozenset({401, 402, 403, 429})
 OVERLOAD_PHRASES = ("overloaded", "server is busy", "too many requests", "rate limit", "ratelimit", "负载")
 
 # Circuit breaker: this many transient failures within the window open it.
@@ -60,6 +89,9 @@ BREAKER_FAILURES = 3
 BREAKER_WINDOW = 60.0
 BACKOFF_BASE = 1.0
 BACKOFF_MAX = 300.0
+# The longest a key cools on an upstream's Retry-After (ONEPROXY_MAX_COOLDOWN_SECONDS):
+# one 429 with "Retry-After: 999999999" must not take a key out for decades.
+MAX_COOLDOWN = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,25 +106,41 @@ class Verdict:
     retry_after: float | None = None
 
 
-def error_text(body: bytes) -> tuple[str, str]:
-    """(message, code) from OpenAI, Anthropic, Gemini, DashScope, Qianfan and
-    Zhipu error bodies; the raw text when it is none of them."""
+def error_fields(body: bytes) -> tuple[str, frozenset[str]]:
+    """(message, lower-cased codes and types) from OpenAI, Anthropic, Gemini,
+    DashScope, Qianfan and Zhipu error bodies; the raw text and no code when
+    it is none of them."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return body.decode("utf-8", "replace")[:1000], ""
+        return body.decode("utf-8", "replace")[:1000], frozenset()
     if not isinstance(data, dict):
-        return str(data)[:1000], ""
+        return str(data)[:1000], frozenset()
     err = data.get("error")
+    codes: list[object] = []
     if isinstance(err, dict):  # OpenAI, Anthropic, Gemini, Zhipu
-        code = err.get("code") or err.get("type") or err.get("status") or ""
-        status = err.get("status") or ""
-        return str(err.get("message") or ""), f"{code} {status} {err.get('type') or ''}".strip()
-    if isinstance(err, str):
-        return err, str(data.get("code") or "")
-    if "message" in data or "error_msg" in data:  # DashScope native, Qianfan v1
-        return str(data.get("message") or data.get("error_msg")), str(data.get("code") or data.get("error_code") or "")
-    return body.decode("utf-8", "replace")[:1000], ""
+        codes += [err.get("code"), err.get("type"), err.get("status")]
+        details = err.get("details")
+        if isinstance(details, list):  # Gemini: the reason (API_KEY_INVALID) is here
+            codes += [d.get("reason") for d in details if isinstance(d, dict)]
+        message = str(err.get("message") or "")
+    elif isinstance(err, str):
+        codes.append(data.get("code"))
+        message = err
+    elif "message" in data or "error_msg" in data:  # DashScope native, Qianfan v1
+        codes += [data.get("code"), data.get("error_code")]
+        message = str(data.get("message") or data.get("error_msg"))
+    else:
+        return body.decode("utf-8", "replace")[:1000], frozenset()
+    if isinstance(data.get("type"), str):  # Anthropic: {"type": "error", "error": {...}}
+        codes.append(data["type"])
+    return message, frozenset(str(c).lower() for c in codes if c not in (None, ""))
+
+
+def error_text(body: bytes) -> tuple[str, str]:
+    """(message, codes as one string) of an error body."""
+    message, codes = error_fields(body)
+    return message, " ".join(sorted(codes))
 
 
 def judge(
@@ -102,17 +150,24 @@ def judge(
     secret: str = "",
     extra_phrases: tuple[str, ...] = (),  # type: ignore[no-untyped-def]
 ) -> Verdict:
-    message, code = error_text(body)
+    """What an error answer says about the key, by status and code first.
+
+    A 4xx other than 401/402/403/429 is the request's fault unless its code
+    or type names the key (KEY_CODES): its text may echo anything the client
+    sent ("Unrecognized request argument supplied: billing"), so no phrase
+    is looked for in it. Phrases (built-in and the operators') are matched
+    only in answers about the key: auth, payment and rate-limit statuses.
+    """
+    message, codes = error_fields(body)
     if secret:
         message = message.replace(secret, "***")
     message = mask_secrets(message)[:1000]
-    text = f"{message} {code}".lower()
-    if status in (401, 403) or any(p in text for p in DISABLE_PHRASES) or any(p in text for p in extra_phrases):
-        # A 400 that names a disable phrase is still about the key or account.
-        if status != 400 or any(p in text for p in DISABLE_PHRASES + extra_phrases):
-            return Verdict("key", _disable_reason(status, text), message)
-    if status == 402:
-        return Verdict("key", "payment_required", message)
+    text = f"{message} {' '.join(sorted(codes))}".lower()
+    about_key = not codes.isdisjoint(KEY_CODES)
+    if about_key or status in (401, 402, 403):
+        return Verdict("key", _disable_reason(status, text), message)
+    if status in KEY_STATUSES and any(p in text for p in DISABLE_PHRASES + extra_phrases):
+        return Verdict("key", _disable_reason(status, text), message)
     if status == 429 or status == 529 or (status == 503 and any(p in text for p in OVERLOAD_PHRASES)):
         return Verdict("cool", "rate_limited" if status == 429 else "overloaded", message, retry_after(headers))
     if status >= 500 or status == 408:
@@ -125,6 +180,8 @@ def _disable_reason(status: int, text: str) -> str:
         return "insufficient_quota"
     if "deactivated" in text or "disabled" in text:
         return "account_deactivated"
+    if status == 402 or "payment" in text:
+        return "payment_required"
     if status == 403 or "permission" in text:
         return "permission_denied"
     return "invalid_key"
@@ -154,6 +211,19 @@ def retry_after(headers) -> float | None:  # type: ignore[no-untyped-def]
             return None
 
 
+def cooldown(hinted: float | None, streak: int, cap: float = MAX_COOLDOWN) -> float:
+    """Seconds to cool a rate-limited key: the upstream's hint, else backoff,
+    never more than ``cap``."""
+    return min(hinted if hinted is not None else backoff(streak), cap)
+
+
+def cooling_note(message: str, hinted: float | None, seconds: float) -> str:
+    """The transition's message, with the upstream's own Retry-After when it was cut."""
+    if hinted is None or hinted <= seconds:
+        return message
+    return f"{message} (upstream Retry-After {hinted:.0f} s; cooling capped at {seconds:.0f} s)"
+
+
 def backoff(failures: int) -> float:
     """Exponential cool-down after the n-th consecutive failure (1 s, 2 s, 4 s … 5 min)."""
     return min(BACKOFF_BASE * 2 ** max(failures - 1, 0), BACKOFF_MAX)
@@ -175,14 +245,15 @@ class Transition:
 class Breaker:
     """Per-process memory of recent failures per key."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_cooldown: float = MAX_COOLDOWN) -> None:
+        self.max_cooldown = max_cooldown
         self._failures: dict[int, list[float]] = {}
         self._streak: dict[int, int] = {}
 
     def cool_for(self, key_id: int, hinted: float | None) -> float:
-        """Cool-down for a rate-limited key: the upstream's hint, else backoff."""
+        """Cool-down for a rate-limited key: the upstream's hint, else backoff (capped)."""
         streak = self._streak[key_id] = self._streak.get(key_id, 0) + 1
-        return hinted if hinted is not None else backoff(streak)
+        return cooldown(hinted, streak, self.max_cooldown)
 
     def transient(self, key_id: int, now: float) -> float | None:
         """Record a 5xx/timeout; the cool-down if the breaker opens now."""
