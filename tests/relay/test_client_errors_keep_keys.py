@@ -22,7 +22,7 @@ GEMINI_BAD_KEY = (
     b'"details": [{"reason": "API_KEY_INVALID"}]}}'
 )
 DASHSCOPE_ARREARS = (
-    b'{"code": "Arrearage", "message": "Access denied, please make sure your account is in good standing."}'  # noqa: E501
+    b'{"code": "Arrearage", "message": "Access denied, please make sure your account is in good standing."}'
 )
 QUOTA = {"type": "insufficient_quota", "code": "insufficient_quota"}
 
