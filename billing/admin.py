@@ -13,7 +13,6 @@ import csv
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -46,6 +45,14 @@ from billing.models import (
     User,
 )
 from billing.money import to_micro, to_usd
+from core.admin import (
+    LiveFilter,
+    OperatorOnlyAdmin,
+    ReadOnlyAdminMixin,
+    SoftDeleteAdminMixin,
+    StringListField,
+    is_operator,
+)
 from relay.channel_types import CHOICES as CHANNEL_TYPE_CHOICES
 
 # Admin access comes from User.role alone; Django's permission groups would be
@@ -55,11 +62,6 @@ if admin.site.is_registered(PermissionGroup):
 
 
 # -- who may see what --------------------------------------------------------
-
-
-def is_operator(request: HttpRequest) -> bool:
-    user = request.user
-    return bool(user.is_active and getattr(user, "role", None) == User.Role.OPERATOR)
 
 
 def managed_team_id(request: HttpRequest) -> int | None:
@@ -74,38 +76,6 @@ def managed_team_id(request: HttpRequest) -> int | None:
 def team_users(team_id: int) -> QuerySet[User]:
     # Operators who happen to be in a team stay out of a team admin's reach.
     return User.objects.filter(team_id=team_id).exclude(role=User.Role.OPERATOR)
-
-
-class OperatorOnlyAdmin(admin.ModelAdmin):
-    """Operators only. A team admin is staff but must never see these pages."""
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return is_operator(request)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return is_operator(request)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return is_operator(request)
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return is_operator(request)
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return is_operator(request)
-
-
-class ReadOnlyAdminMixin:
-    """Rows written only by services (ledger, usage): nobody edits them here."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class TeamScopedAdmin(OperatorOnlyAdmin):
@@ -140,97 +110,12 @@ class TeamScopedAdmin(OperatorOnlyAdmin):
         return self.may_see(request, obj)
 
 
-class LiveFilter(admin.SimpleListFilter):
-    """Soft-deleted rows (``deleted_at`` set) are hidden unless asked for."""
-
-    title = "deleted"
-    parameter_name = "deleted"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("yes", "Deleted only"), ("all", "All")]
-
-    def choices(self, changelist: Any) -> Iterable[dict[str, Any]]:
-        yield {
-            "selected": self.value() is None,
-            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
-            "display": "Not deleted",
-        }
-        for lookup, title in self.lookup_choices:
-            yield {
-                "selected": self.value() == lookup,
-                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
-                "display": title,
-            }
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        if self.value() == "all":
-            return queryset
-        if self.value() == "yes":
-            return queryset.filter(deleted_at__isnull=False)
-        return queryset.filter(deleted_at__isnull=True)
-
-
-class SoftDeleteAdminMixin:
-    """Channels, keys and tokens: deleting goes through the app's service
-    (``soft_delete``), which hides a used row instead of deleting it, so
-    usage history keeps pointing at it. The usage that protects such a row
-    must then not block the delete page, nor count as something the user must
-    be allowed to delete."""
-
-    @staticmethod
-    def soft_delete(obj: Any) -> None:
-        raise NotImplementedError
-
-    def delete_model(self, request: HttpRequest, obj: Any) -> None:
-        self.soft_delete(obj)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
-        for obj in queryset:
-            self.soft_delete(obj)
-
-    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
-        deleted, model_count, perms_needed, _protected = super().get_deleted_objects(objs, request)  # type: ignore[misc]
-        return deleted, model_count, perms_needed - {UsageLog._meta.verbose_name}, []
-
-
 def usd(micro: int | None) -> str | None:
     value = to_usd(micro)
     return None if value is None else f"${value}"
 
 
 # -- form fields ---------------------------------------------------------------
-
-
-class StringListField(forms.CharField):
-    """A JSON list of strings edited as text, one item per line (commas split too)."""
-
-    def __init__(self, *, item_validator: Callable[[str], None] | None = None, **kwargs: Any) -> None:
-        kwargs.setdefault("required", False)
-        kwargs.setdefault("widget", forms.Textarea(attrs={"rows": 3, "cols": 60}))
-        self.item_validator = item_validator
-        super().__init__(**kwargs)
-
-    def prepare_value(self, value: Any) -> Any:
-        if isinstance(value, list | tuple):
-            return "\n".join(str(item) for item in value)
-        return value
-
-    def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
-        if isinstance(value, list | tuple):
-            value = "\n".join(str(item) for item in value)
-        text = super().to_python(value) or ""
-        items: dict[str, None] = {}
-        for part in re.split(r"[\n,]", text):
-            part = part.strip()
-            if part:
-                items[part] = None
-        return list(items)
-
-    def validate(self, value: Any) -> None:
-        super().validate(value)
-        if self.item_validator:
-            for item in value:
-                self.item_validator(item)
 
 
 class UsdAmountField(forms.DecimalField):

@@ -36,13 +36,7 @@ from billing.serializers import (
     UserCreateSerializer,
     UserSerializer,
 )
-
-
-class IsOperator(permissions.BasePermission):
-    message = "Only operators may do this."
-
-    def has_permission(self, request: Request, view: Any) -> bool:
-        return bool(request.user and request.user.is_operator)
+from core.api import IsOperator
 
 
 def visible_users(caller: User) -> QuerySet[User]:

@@ -1,19 +1,9 @@
 """/api/ routes for users, tokens, usage, redemption codes and the caller."""
 
 from django.urls import re_path
-from rest_framework.routers import SimpleRouter
 
 from billing import api
-
-
-class OptionalSlashRouter(SimpleRouter):
-    """Routes match with or without the trailing slash: APPEND_SLASH would answer
-    a slashless POST with a redirect that drops the body."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.trailing_slash = "/?"
-
+from core.api import OptionalSlashRouter
 
 router = OptionalSlashRouter()
 router.register("users", api.UserViewSet, basename="user")

@@ -8,3 +8,7 @@ class BillingConfig(AppConfig):
 
     def ready(self) -> None:
         from billing import signals  # noqa: F401
+        from billing.models import Group
+        from core import groups
+
+        groups.register(lambda names: set(Group.objects.filter(name__in=names).values_list("name", flat=True)))

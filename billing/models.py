@@ -12,6 +12,7 @@ from django.core.validators import MinValueValidator
 from django.db import models as dj
 
 from billing.querysets import RedemptionCodeQuerySet, TokenQuerySet, UsageLogQuerySet
+from core.roles import Role as UserRole
 
 DEFAULT_GROUP = "default"
 
@@ -71,10 +72,7 @@ class Team(BudgetFields):
 
 
 class User(AbstractUser, BudgetFields):  # noqa: DJ008 - AbstractBaseUser.__str__ gives the username
-    class Role(dj.TextChoices):
-        OPERATOR = "operator"
-        TEAM_ADMIN = "team_admin", "Team admin"
-        MEMBER = "member"
+    Role = UserRole
 
     role = dj.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
     group = dj.ForeignKey(

@@ -23,7 +23,7 @@ from django.utils import timezone
 from billing.models import Group, LedgerEntry, ReconcileReport, RedemptionCode, Team, Token, UsageLog, User
 from billing.money import to_usd
 from billing.usage_sink import apply_usage
-from channels_app.services import bump_config_version
+from core.services import bump_config_version
 from relay.ports import UsageEvent
 from relay.relay_keys import display_prefix, hash_key, new_access_token, new_relay_key
 

@@ -9,7 +9,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from billing.models import Group, ModelPrice, Team, Token, User
-from channels_app.services import bump_config_version
+from core.services import bump_config_version
 
 
 @receiver([post_save, post_delete], sender=Token)

@@ -17,7 +17,10 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.debug import sensitive_post_parameters
 
-from billing.admin import (
+from channels_app import probe, services
+from channels_app.models import Channel, ChannelKey, DisablePhrase, KeyEvent, Notification
+from core import groups
+from core.admin import (
     LiveFilter,
     OperatorOnlyAdmin,
     ReadOnlyAdminMixin,
@@ -25,9 +28,6 @@ from billing.admin import (
     StringListField,
     is_operator,
 )
-from billing.models import Group
-from channels_app import services
-from channels_app.models import Channel, ChannelKey, DisablePhrase, KeyEvent, Notification
 
 _ERROR_PREVIEW = 80
 
@@ -111,7 +111,7 @@ class ChannelForm(forms.ModelForm):
 
     def clean_groups(self) -> list[str]:
         names: list[str] = self.cleaned_data["groups"]
-        unknown = set(names) - set(Group.objects.filter(name__in=names).values_list("name", flat=True))
+        unknown = groups.unknown(names)
         if unknown:
             raise forms.ValidationError(f"Unknown group(s): {', '.join(sorted(unknown))}.")
         return names
@@ -276,9 +276,7 @@ class ChannelAdmin(SoftDeleteAdminMixin, OperatorOnlyAdmin):
 
     @admin.action(description="Probe now (every key, 1-token chat)")
     def test_now(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
-        from channels_app.probe import probe_keys
-
-        results = probe_keys(ChannelKey.objects.live().filter(channel__in=queryset))
+        results = probe.probe_keys(channel_ids=list(queryset.values_list("pk", flat=True)))
         ok = sum(r.ok for r in results)
         self.message_user(request, f"Probed {len(results)} key(s): {ok} answered, {len(results) - ok} failed.")
 
@@ -399,9 +397,7 @@ class ChannelKeyAdmin(SoftDeleteAdminMixin, OperatorOnlyAdmin):
 
     @admin.action(description="Test now (1-token chat with the channel's test model)")
     def test_now(self, request: HttpRequest, queryset: QuerySet[ChannelKey]) -> None:
-        from channels_app.probe import probe_keys
-
-        results = probe_keys(queryset)
+        results = probe.probe_keys(key_ids=list(queryset.values_list("pk", flat=True)))
         ok = sum(r.ok for r in results)
         failed = [f"key {r.key_id}: {r.http_status or '-'} {r.error[:120]}" for r in results if not r.ok]
         self.message_user(

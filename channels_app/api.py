@@ -15,8 +15,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from billing.api import IsOperator
-from channels_app import services
+from channels_app import probe, services
 from channels_app.models import Channel, ChannelKey
 from channels_app.serializers import (
     ChannelKeySerializer,
@@ -24,6 +23,7 @@ from channels_app.serializers import (
     KeysAddSerializer,
     KeyUpdateSerializer,
 )
+from core.api import IsOperator
 
 _LIVE_KEY = Q(keys__deleted_at__isnull=True)
 
@@ -70,10 +70,8 @@ class ChannelViewSet(
     @action(detail=True, methods=["post"])
     def test(self, request: Request, pk: str | None = None) -> Response:
         """Probe every live key of the channel now with its test model."""
-        from channels_app.probe import probe_keys
-
         channel = self.get_object()
-        results = probe_keys(channel.keys.live())
+        results = probe.probe_keys(channel_ids=[channel.pk])
         return Response(
             {"channel": channel.pk, "model": channel.effective_test_model, "results": [r.as_dict() for r in results]}
         )

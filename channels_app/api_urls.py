@@ -2,8 +2,8 @@
 
 from django.urls import re_path
 
-from billing.api_urls import OptionalSlashRouter
 from channels_app import api
+from core.api import OptionalSlashRouter
 
 router = OptionalSlashRouter()
 router.register("channels", api.ChannelViewSet, basename="channel")

@@ -7,4 +7,4 @@ class ChannelsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from channels_app import signals  # noqa: F401
+        from channels_app import notify, signals  # noqa: F401 - connect the receivers

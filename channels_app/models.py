@@ -127,17 +127,6 @@ class ChannelKey(dj.Model):
         return crypto.decrypt(self.secret)
 
 
-class ConfigVersion(dj.Model):
-    """One row whose number goes up whenever anything the relay snapshots
-    changes; relay processes poll it to know when to reload."""
-
-    version = dj.BigIntegerField(default=0)
-    updated_at = dj.DateTimeField(auto_now=True)
-
-    def __str__(self) -> str:
-        return f"config version {self.version}"
-
-
 class KeyEvent(dj.Model):
     """One state transition of a key, with why (the upstream's words, masked)."""
 

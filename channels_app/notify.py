@@ -19,18 +19,22 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
+from celery import current_app
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import F
+from django.dispatch import receiver
 from django.utils import timezone
 
 from channels_app.models import Channel, ChannelKey, Notification
+from channels_app.signals import key_transitioned
 from relay.errors import mask_secrets
 
 log = logging.getLogger("oneproxy.notify")
 
 Kind = Notification.Kind
+NOTIFY_TASK = "channels_app.notify"
 WEBHOOK_TIMEOUT = 10.0
 
 
@@ -50,6 +54,7 @@ def kind_of(from_state: str, to_state: str) -> str | None:
     return None
 
 
+@receiver(key_transitioned)
 def on_key_transitioned(*, key_id: int, from_state: str, transition: Any, **kwargs: Any) -> None:
     """``signals.key_transitioned`` receiver: queue ``channels_app.notify``
     once the transition is committed. Cheap when notifications are off or
@@ -71,10 +76,9 @@ def on_key_transitioned(*, key_id: int, from_state: str, transition: Any, **kwar
 
 
 def _enqueue(event: dict) -> None:
-    from channels_app.tasks import notify
-
+    # By the task's stable name: the task module calls into this one.
     try:
-        notify.delay(event)
+        current_app.tasks[NOTIFY_TASK].delay(event)
     except Exception:  # a broker outage must not fail the caller's write
         log.exception("could not queue a notification: channel key %s %s", event["key_id"], event["kind"])
 

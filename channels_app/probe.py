@@ -20,10 +20,13 @@ from dataclasses import dataclass
 import aiohttp
 import orjson
 from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
 
 from channels_app.models import Channel, ChannelKey
-from channels_app.services import bump_config_version, record_key_transitions, record_probe_results
+from channels_app.services import record_key_transitions, record_probe_results
 from channels_app.snapshot import load_disable_phrases
+from core.services import bump_config_version
 from relay import keystate
 from relay.channel_types import CHANNEL_TYPES
 
@@ -168,7 +171,42 @@ def transition_for(target: ProbeTarget, result: ProbeResult, now: float) -> keys
     return None
 
 
-def probe_keys(keys, *, concurrency: int | None = None, timeout: float | None = None) -> list[ProbeResult]:  # type: ignore[no-untyped-def]
+def probe_keys(
+    *, channel_ids: list[int] | None = None, key_ids: list[int] | None = None, due_only: bool = False
+) -> list[ProbeResult]:
+    """Probe keys with a 1-token chat and record what was learnt: the one
+    entry the task (``channels_app.probe_keys``), the admin and the API use.
+
+    Live keys of live channels that are not manually disabled: all of them,
+    or those of ``channel_ids``, or ``key_ids``; now. With ``due_only``
+    (beat): only the keys whose scheduled probe is due
+    (``ChannelKeyQuerySet.due_for_probe``), claimed first so that an
+    overlapping run skips them.
+    """
+    keys = ChannelKey.objects.live().filter(channel__deleted_at__isnull=True)
+    if channel_ids is not None:
+        keys = keys.filter(channel_id__in=channel_ids)
+    if key_ids is not None:
+        keys = keys.filter(pk__in=key_ids)
+    keys = keys.exclude(state=ChannelKey.State.MANUAL_DISABLED)
+    if due_only:
+        keys = ChannelKey.objects.filter(pk__in=_claim_due_keys(keys))
+    return _probe_and_record(keys)
+
+
+def _claim_due_keys(keys) -> list[int]:  # type: ignore[no-untyped-def]
+    """Ids of the due keys, stamped as probed now in the same transaction.
+    PostgreSQL: rows another run holds are skipped; SQLite: the IMMEDIATE
+    transaction already serialises writers."""
+    now = timezone.now()
+    with transaction.atomic():
+        due = keys.due_for_probe(now).select_for_update(skip_locked=True, of=("self",))
+        ids = list(due.values_list("pk", flat=True))
+        ChannelKey.objects.filter(pk__in=ids).update(last_probed_at=now)
+    return ids
+
+
+def _probe_and_record(keys) -> list[ProbeResult]:  # type: ignore[no-untyped-def]
     """Probe these keys now and record what was learnt; returns the results.
 
     The probes run on an event loop in a helper thread; this thread records
@@ -188,8 +226,8 @@ def probe_keys(keys, *, concurrency: int | None = None, timeout: float | None = 
                 probe_all(
                     found,
                     phrases,
-                    concurrency=concurrency or settings.ONEPROXY_PROBE_CONCURRENCY,
-                    timeout=timeout or settings.ONEPROXY_PROBE_TIMEOUT,
+                    concurrency=settings.ONEPROXY_PROBE_CONCURRENCY,
+                    timeout=settings.ONEPROXY_PROBE_TIMEOUT,
                     on_result=arrived.put,
                 )
             )

@@ -31,12 +31,12 @@ class ChannelKeyQuerySet(models.QuerySet):
         ``probe_interval``; cooling (cool-down over) and auto-disabled keys
         not probed within ``recovery_probe_interval``. A key disabled for a low
         balance is left to the balance check, which re-enables it."""
-        from channels_app.models import Channel
+        channel_model = self.model._meta.get_field("channel").related_model
 
         # One clause per distinct pair of intervals, not per channel: most
         # channels keep the defaults.
         by_intervals: dict[tuple[int, int], list[int]] = defaultdict(list)
-        channels = Channel.objects.live().filter(status=Channel.Status.ENABLED)
+        channels = channel_model.objects.live().filter(status="enabled")
         for channel_id, every, recovery in channels.values_list("id", "probe_interval", "recovery_probe_interval"):
             by_intervals[(every, recovery)].append(channel_id)
         due = Q(pk__in=[])

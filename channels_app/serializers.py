@@ -9,9 +9,9 @@ from urllib.parse import urlsplit
 from cryptography.fernet import InvalidToken
 from rest_framework import serializers
 
-from billing.models import Group
-from billing.serializers import ModelNamesField, StrictFieldsMixin, StringField, limit_field
 from channels_app.models import Channel, ChannelKey
+from core import groups
+from core.serializers import ModelNamesField, StrictFieldsMixin, StringField, limit_field
 from relay.channel_types import CHANNEL_TYPES
 
 PROXY_SCHEMES = ("http", "https", "socks4", "socks5", "socks5h")
@@ -88,8 +88,7 @@ class ChannelSerializer(StrictFieldsMixin, serializers.ModelSerializer):
 
     def validate_groups(self, value: list[str]) -> list[str]:
         names = list(dict.fromkeys(value))
-        known = set(Group.objects.filter(name__in=names).values_list("name", flat=True))
-        missing = [name for name in names if name not in known]
+        missing = groups.unknown(names)
         if missing:
             raise serializers.ValidationError(f"No such group: {', '.join(missing)}.")
         return names

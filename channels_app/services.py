@@ -5,17 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
-from channels_app.models import Channel, ChannelKey, ConfigVersion
-
-
-def bump_config_version() -> None:
-    """Tell every relay process to reload its snapshots (they poll this row)."""
-    updated = ConfigVersion.objects.filter(pk=1).update(version=F("version") + 1, updated_at=timezone.now())
-    if not updated:
-        ConfigVersion.objects.get_or_create(pk=1, defaults={"version": 1})
+from channels_app import balances
+from channels_app.models import Channel, ChannelKey
+from core.services import bump_config_version
 
 
 def clean_key_lines(keys: Iterable[str]) -> list[str]:
@@ -183,44 +177,11 @@ def record_probe_results(results: list) -> None:  # type: ignore[type-arg]
         ChannelKey.objects.filter(pk=r.key_id).exclude(state=ChannelKey.State.MANUAL_DISABLED).update(**fields)
 
 
-def probe_keys(*, channel_id: int | None = None, due_only: bool = False) -> list:  # type: ignore[type-arg]
-    """Probe keys with a 1-token chat and record what was learnt.
-
-    Without ``due_only``: every live key that is not manually disabled (of one
-    channel, or all), now. With it (beat): only the keys whose scheduled probe
-    is due (``ChannelKeyQuerySet.due_for_probe``), claimed first so that an
-    overlapping run skips them.
-    """
-    from channels_app import probe
-
-    keys = ChannelKey.objects.live().filter(channel__deleted_at__isnull=True)
-    if channel_id is not None:
-        keys = keys.filter(channel_id=channel_id)
-    keys = keys.exclude(state=ChannelKey.State.MANUAL_DISABLED)
-    if due_only:
-        keys = ChannelKey.objects.filter(pk__in=_claim_due_keys(keys))
-    return probe.probe_keys(keys)
-
-
-def _claim_due_keys(keys) -> list[int]:  # type: ignore[no-untyped-def]
-    """Ids of the due keys, stamped as probed now in the same transaction.
-    PostgreSQL: rows another run holds are skipped; SQLite: the IMMEDIATE
-    transaction already serialises writers."""
-    now = timezone.now()
-    with transaction.atomic():
-        due = keys.due_for_probe(now).select_for_update(skip_locked=True, of=("self",))
-        ids = list(due.values_list("pk", flat=True))
-        ChannelKey.objects.filter(pk__in=ids).update(last_probed_at=now)
-    return ids
-
-
 def refresh_balances(*, channel_id: int | None = None) -> list:  # type: ignore[type-arg]
     """Fetch the provider balance of every live key whose channel type
     reports one, store it, and apply the channel's ``min_balance``: a key
     below it is auto-disabled ("low_balance"), one back above it is active
     again. Returns the readings."""
-    from channels_app import balances
-
     keys = ChannelKey.objects.live().filter(channel__deleted_at__isnull=True)
     if channel_id is not None:
         keys = keys.filter(channel_id=channel_id)

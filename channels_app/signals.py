@@ -1,11 +1,12 @@
-"""Any change to what the relay routes on bumps the config version."""
+"""Any change to what the relay routes on bumps the config version; a key's
+new state is announced to whoever listens (operator notifications)."""
 
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import Signal, receiver
 
 from channels_app.models import Channel, ChannelKey, DisablePhrase
-from channels_app.services import bump_config_version
+from core.services import bump_config_version
 
 
 @receiver([post_save, post_delete], sender=Channel)
@@ -15,12 +16,6 @@ def _routing_changed(**kwargs) -> None:  # type: ignore[no-untyped-def]
     transaction.on_commit(bump_config_version)
 
 
-# Sent after a key's state changed (relay, probe); notifications listen here.
+# Sent after a key's state changed (relay, probe); notifications listen
+# (channels_app/notify.py).
 key_transitioned = Signal()
-
-
-@receiver(key_transitioned)
-def _tell_operators(**kwargs) -> None:  # type: ignore[no-untyped-def]
-    from channels_app import notify
-
-    notify.on_key_transitioned(**kwargs)

@@ -10,14 +10,15 @@ from __future__ import annotations
 from celery import shared_task
 
 from channels_app import notify as notifications
-from channels_app import services
+from channels_app import probe, services
 
 
 @shared_task(name="channels_app.probe_keys")
 def probe_keys(channel_id: int | None = None, due_only: bool = False) -> dict:
     """Probe keys with a 1-token chat: all but manually disabled ones now, or
     (beat, ``due_only``) those whose channel's probe interval has passed."""
-    results = services.probe_keys(channel_id=channel_id, due_only=due_only)
+    channel_ids = None if channel_id is None else [channel_id]
+    results = probe.probe_keys(channel_ids=channel_ids, due_only=due_only)
     return {"probed": len(results), "failed": sum(not r.ok for r in results)}
 
 
@@ -28,7 +29,7 @@ def refresh_balances(channel_id: int | None = None) -> dict:
     return {"read": sum(r.balance is not None for r in readings), "failed": sum(r.balance is None for r in readings)}
 
 
-@shared_task(name="channels_app.notify")
+@shared_task(name=notifications.NOTIFY_TASK)
 def notify(event: dict) -> int:
     """Tell operators about one key transition (webhook and/or email)."""
     return notifications.send(event)

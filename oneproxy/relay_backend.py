@@ -10,8 +10,8 @@ from django.db import close_old_connections, connections
 from billing import snapshot as billing_snapshot
 from billing import usage_sink
 from channels_app import services as channel_services
-from channels_app.models import ConfigVersion
 from channels_app.snapshot import load_channels, load_disable_phrases
+from core import services as core_services
 from relay.app import RelayConfig
 from relay.ports import Settled, UsageEvent
 from relay.snapshot import Snapshot
@@ -20,7 +20,7 @@ from relay.snapshot import Snapshot
 class DjangoBackend:
     def config_version(self) -> int:
         close_old_connections()
-        return ConfigVersion.objects.filter(pk=1).values_list("version", flat=True).first() or 0
+        return core_services.config_version()
 
     def load_snapshot(self) -> Snapshot:
         close_old_connections()

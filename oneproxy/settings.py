@@ -92,6 +92,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "django_celery_beat",
+    "core",
     "billing",
     "channels_app",
     "oneproxy",  # management commands (bootstrap, serve)
