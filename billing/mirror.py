@@ -21,8 +21,8 @@ import orjson
 import redis
 from django.conf import settings
 
-from relay.ledger import CREDIT, RELEASE_STALE
-from relay.ports import UsageEvent, decode_event
+from relay.ledger import CREDIT, RELEASE_STALE, event_from_entry
+from relay.ports import UsageEvent
 from relay.redis_names import USAGE_GROUP, RedisNames
 
 log = logging.getLogger("oneproxy.billing.mirror")
@@ -142,7 +142,8 @@ def _decode(entries: list) -> list[tuple[bytes, UsageEvent | None]]:
             continue
         raw = (fields or {}).get(b"e")
         try:
-            batch.append((entry_id, decode_event(raw)))
+            flat = [part for pair in (fields or {}).items() for part in pair]
+            batch.append((entry_id, event_from_entry(flat)))
         except (ValueError, TypeError, KeyError):
             # Never writable; the payload is kept here, in the log.
             log.error("usage stream entry %s is unreadable and is dropped: %r", entry_id, raw)

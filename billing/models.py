@@ -139,7 +139,7 @@ class Token(dj.Model):
 
 
 class ModelPrice(dj.Model):
-    """USD per 1M tokens (or per request / per image). Blank channel_type: any."""
+    """USD per 1M tokens (or per request / per image / per second of audio). Blank channel_type: any."""
 
     model = dj.CharField(max_length=128)
     channel_type = dj.CharField(max_length=32, blank=True)
@@ -151,6 +151,9 @@ class ModelPrice(dj.Model):
     audio = dj.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
     per_request = dj.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
     per_image = dj.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
+    per_second = dj.DecimalField(
+        max_digits=16, decimal_places=10, default=Decimal(0), help_text="USD per second of audio (whisper-1: 0.0001)."
+    )
     source = dj.CharField(max_length=255, blank=True, help_text="Where the price was taken from; empty: set here.")
     as_of = dj.DateField(null=True, blank=True, help_text="When the source was read.")
     updated_at = dj.DateTimeField(auto_now=True)
@@ -211,7 +214,13 @@ class UsageLog(dj.Model):
     completion_tokens = dj.PositiveIntegerField(default=0)
     cached_tokens = dj.PositiveIntegerField(default=0)
     estimated = dj.BooleanField(default=False, help_text="Tokens counted locally; upstream reported none.")
-    cost = dj.BigIntegerField(default=0, help_text="µUSD")
+    cost = dj.BigIntegerField(default=0, help_text="µUSD charged")
+    held = dj.BigIntegerField(default=0, help_text="µUSD held for the request before it was forwarded")
+    written_off = dj.BigIntegerField(
+        default=0,
+        help_text="µUSD of the real cost not charged: it would have taken the balance below minus this "
+        "request's own overdraft (cost beyond its hold)",
+    )
     group_multiplier = dj.DecimalField(max_digits=12, decimal_places=6, default=Decimal(1))
     team_multiplier = dj.DecimalField(max_digits=12, decimal_places=6, default=Decimal(1))
     attempts = dj.PositiveSmallIntegerField(default=1)

@@ -107,6 +107,7 @@ def load_prices() -> dict[tuple[str, str], PriceSnap]:
             audio=p.input if p.audio is None else p.audio,
             per_request=p.per_request,
             per_image=p.per_image,
+            per_second=p.per_second,
         )
         for p in ModelPrice.objects.all()
     }

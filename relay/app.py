@@ -49,6 +49,15 @@ TOKENIZE_UP_TO = 16_000
 SWITCH_INTERVAL = 0.0005
 GC_THRESHOLD = 20_000
 SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
+# Audio uploads (transcriptions, translations) are held for their longest
+# plausible duration: the upload's size at 16 kbit/s, the lowest bitrate
+# speech is commonly encoded at; and, for models that bill audio as tokens,
+# generous token rates per second of audio in and text out.
+AUDIO_UPLOADS = frozenset({"audio/transcriptions", "audio/translations"})
+AUDIO_BYTES_PER_SECOND = 2_000
+AUDIO_BYTES_PER_SECOND_TYPICAL = 16_000
+AUDIO_TOKENS_PER_SECOND = 50
+TEXT_TOKENS_PER_SECOND = 10
 # How much of a stream is kept to count tokens when the upstream reports none.
 DELIVERED_KEEP = 1 << 20
 
@@ -376,8 +385,8 @@ class Relay:
         call = Call(request_id, started, endpoint, token, user, model, raw, payload, content_type, stream)
         price = self._price(model, tiers[0][0])
         assert self.ledger is not None
-        prompt = prompt_estimate(payload, model, raw)
-        amount = hold_micro(prompt, self._max_tokens(call), price, user.group_multiplier, user.team_multiplier)
+        most = self._most_usage(call, prompt_estimate(payload, model, raw))
+        amount = hold_micro(most, price, user.group_multiplier, user.team_multiplier)
         holding = time.monotonic()
         call.hold = await self.ledger.hold(user, token, amount)
         call.ledger += time.monotonic() - holding
@@ -410,15 +419,37 @@ class Relay:
             raise forbidden(f"The model '{model}' has no price set; ask an operator.", code="model_not_priced")
         return price
 
-    def _max_tokens(self, call: Call) -> int:
-        if call.endpoint not in ("chat/completions", "completions", "responses"):
-            return 0
+    def _most_usage(self, call: Call, prompt: int) -> Usage:
+        """The most a request can use, for its hold: the prompt estimate, the
+        completion cap times every multiplier of output (``n``, ``best_of``),
+        the images asked for, and for an audio upload its longest plausible
+        duration."""
         payload = call.payload or {}
+        if call.endpoint in AUDIO_UPLOADS:
+            seconds = max(1, len(call.raw) // AUDIO_BYTES_PER_SECOND)
+            # Duration-priced models bill the seconds, token-priced ones audio
+            # tokens in and text out: the hold covers either.
+            return Usage(
+                prompt_tokens=seconds * AUDIO_TOKENS_PER_SECOND,
+                audio_tokens=seconds * AUDIO_TOKENS_PER_SECOND,
+                completion_tokens=seconds * TEXT_TOKENS_PER_SECOND,
+                audio_ms=seconds * 1000,
+            )
+        outputs = max(_positive(payload.get("n")), _positive(payload.get("best_of")))
+        if call.endpoint == "images/generations":
+            # gpt-image models also bill output tokens; per-image prices the rest.
+            return Usage(
+                prompt_tokens=prompt, completion_tokens=self.config.default_max_tokens * outputs, images=outputs
+            )
+        if call.endpoint not in ("chat/completions", "completions", "responses"):
+            return Usage(prompt_tokens=prompt)
+        cap = self.config.default_max_tokens
         for field in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
             value = payload.get(field)
-            if isinstance(value, int) and value > 0:
-                return value
-        return self.config.default_max_tokens
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                cap = value
+                break
+        return Usage(prompt_tokens=prompt, completion_tokens=cap * outputs)
 
     async def forward(self, call: Call, tiers: tuple[tuple[ChannelSnap, ...], ...]) -> aiohttp.ClientResponse:
         """Try keys, then channels (lower tiers only after higher ones are used
@@ -580,8 +611,18 @@ class Relay:
             except orjson.JSONDecodeError:
                 parsed = None
         usage = usage_from_openai(parsed.get("usage")) if isinstance(parsed, dict) else None
+        if usage is None and (content_type.startswith(b"text/event-stream") or data.lstrip()[:5] == b"data:"):
+            # A stream where a whole answer was expected (an upstream that
+            # streams anyway): billed for what it carried, as a stream is.
+            state = _StreamState(client_wants_usage=True)
+            for event in data.replace(b"\r\n", b"\n").split(b"\n\n"):
+                state.take(event + b"\n\n")
+            return state.usage or self._estimate(call, completion_text=state.delivered_text())
         if usage is None:
-            usage = self._estimate(call, completion_text=_answer_text(parsed))
+            text = _answer_text(parsed) if parsed is not None else ""
+            if not text and not json_body and content_type.startswith(b"text/"):
+                text = data.decode("utf-8", "replace")  # a transcription as text, srt or vtt
+            usage = self._estimate(call, completion_text=text)
         if call.endpoint == "images/generations" and isinstance(parsed, dict):
             usage.images = len(parsed.get("data") or ())
         return usage
@@ -591,6 +632,12 @@ class Relay:
         payload = call.payload or {}
         if call.endpoint == "moderations":
             return Usage(estimated=True)
+        if call.endpoint in AUDIO_UPLOADS:
+            # No duration reported (a text or srt answer): the upload's size at
+            # a typical speech bitrate (128 kbit/s), at least a second.
+            seconds = max(1, len(call.raw) // AUDIO_BYTES_PER_SECOND_TYPICAL)
+            completion = tokenizer.count_tokens(completion_text, call.model)
+            return Usage(audio_ms=seconds * 1000, completion_tokens=completion, estimated=True)
         if isinstance(payload.get("messages"), list):
             prompt = tokenizer.count_chat_prompt(payload["messages"], call.model)
         else:
@@ -806,6 +853,11 @@ async def _wait_disconnect(receive: Receive) -> None:
         message = await receive()
         if message["type"] == "http.disconnect":
             return
+
+
+def _positive(value: object) -> int:
+    """A multiplier of output as a client sent it (``n``, ``best_of``): 1 unless a positive int."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
 
 
 def prompt_estimate(payload: dict | None, model: str, raw: bytes) -> int:

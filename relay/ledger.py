@@ -22,8 +22,9 @@ import orjson
 from relay.db import DbWorker
 from relay.errors import insufficient_quota
 from relay.fast_redis import RespClient
+from relay.metering import charge_micro
 from relay.periods import period_bounds
-from relay.ports import Settled, UsageEvent, encode_event
+from relay.ports import Settled, UsageEvent, decode_event, encode_event
 from relay.redis_names import RedisNames, Subject
 from relay.snapshot import Snapshot, TokenSnap, UserSnap
 
@@ -167,6 +168,7 @@ class MemoryLedger:
 
     async def settle(self, hold: Hold, event: UsageEvent) -> None:
         await self.release(hold)
+        cap(event, hold, charge_micro(event.cost, hold.amount, self.available(hold.user_id)))
         self._unwritten[hold.user_id] = self._unwritten.get(hold.user_id, 0) + event.cost
         if event.token_id is not None:
             self._token_unwritten[event.token_id] = self._token_unwritten.get(event.token_id, 0) + event.cost
@@ -176,6 +178,25 @@ class MemoryLedger:
                 self._spent[subject] = self._spent.get(subject, 0) + event.cost
             self._subjects_of[event.request_id] = hold.subjects
         self.db.submit_usage(event)
+
+
+def cap(event: UsageEvent, hold: Hold, charged: int) -> None:
+    """Settle ``event`` at ``charged`` (relay/metering.charge_micro), and
+    report a request that cost more than its hold."""
+    event.held = hold.amount
+    if event.cost > hold.amount:
+        event.written_off = event.cost - charged
+        log.warning(
+            "request %s cost %s, %s over its hold; charged %s, written off %s",
+            event.request_id, _usd(event.cost), _usd(event.cost - hold.amount), _usd(charged), _usd(event.written_off),
+        )  # fmt: skip
+    elif charged < event.cost:
+        event.written_off = event.cost - charged
+        log.warning(
+            "request %s cost %s within its hold, but other requests' overdrafts left %s to charge; written off %s",
+            event.request_id, _usd(event.cost), _usd(charged), _usd(event.written_off),
+        )  # fmt: skip
+    event.cost = charged
 
 
 # --- service mode -----------------------------------------------------------
@@ -216,18 +237,45 @@ return {2}
 # Release the hold, charge the cost and queue the usage event, atomically.
 # KEYS: balance, token used, usage stream, hold registry, then allowances.
 # ARGV: hold, cost, capped, event payload, registry member. A hold that
-# reconcile already released as stale is not released twice.
+# reconcile already released as stale is not released twice. What is
+# charged is capped as relay/metering.charge_micro says (the same rule,
+# here where the balance is); the stream entry carries it as field "c".
+# Returns what was charged.
 _SETTLE = """
 local held = redis.call('ZREM', KEYS[4], ARGV[5])
-local delta = (held == 1 and tonumber(ARGV[1]) or 0) - tonumber(ARGV[2])
-if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCRBY', KEYS[1], delta) end
+local back = held == 1 and tonumber(ARGV[1]) or 0
+local cost = tonumber(ARGV[2])
+local charged = cost
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  local free = tonumber(redis.call('GET', KEYS[1])) + back
+  local over = cost - tonumber(ARGV[1])
+  if over < 0 then over = 0 end
+  if charged > free + over then charged = free + over end
+  if charged < 0 then charged = 0 end
+  redis.call('INCRBY', KEYS[1], back - charged)
+end
+local delta = back - charged
 if ARGV[3] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then redis.call('INCRBY', KEYS[2], -delta) end
 for i = 5, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('INCRBY', KEYS[i], delta) end
 end
-if ARGV[4] ~= '' then redis.call('XADD', KEYS[3], '*', 'e', ARGV[4]) end
-return 1
+if ARGV[4] ~= '' then redis.call('XADD', KEYS[3], '*', 'e', ARGV[4], 'c', charged) end
+return charged
 """
+
+
+def event_from_entry(fields: list[bytes]) -> UsageEvent:
+    """The usage event of a stream entry (flat [name, value, …]), at what
+    settlement charged."""
+    values = dict(zip(fields[::2], fields[1::2], strict=True))
+    event = decode_event(values[b"e"])
+    if b"c" in values:
+        charged = int(values[b"c"])
+        if charged < event.cost:
+            event.written_off = event.cost - charged
+        event.cost = charged
+    return event
+
 
 # Release one stale hold (its request's process died): give the amount back
 # to every mirror it was taken from. KEYS: hold registry. ARGV: member.
@@ -330,20 +378,24 @@ class RedisLedger:
             balance, used = await self.redis.mget(self.names.balance(user.id), self.names.used(token.id))
         return int(balance or 0), int(used) if used is not None else token.used
 
-    async def _run_settle(self, hold: Hold, cost: int, payload: bytes) -> None:
-        await self._settle(
-            keys=[
-                self.names.balance(hold.user_id),
-                self.names.used(hold.token_id),
-                self.names.usage_stream,
-                self.names.holds,
-                *hold.allow_keys,
-            ],
-            args=[hold.amount, cost, "1" if hold.capped else "0", payload, hold.member],
+    async def _run_settle(self, hold: Hold, cost: int, payload: bytes) -> int:
+        keys = [
+            self.names.balance(hold.user_id),
+            self.names.used(hold.token_id),
+            self.names.usage_stream,
+            self.names.holds,
+            *hold.allow_keys,
+        ]
+        return int(
+            await self._settle(keys=keys, args=[hold.amount, cost, "1" if hold.capped else "0", payload, hold.member])
         )
 
     async def release(self, hold: Hold) -> None:
         await self._run_settle(hold, 0, b"")
 
     async def settle(self, hold: Hold, event: UsageEvent) -> None:
-        await self._run_settle(hold, event.cost, encode_event(event))
+        event.held = hold.amount
+        cost = event.cost
+        charged = await self._run_settle(hold, cost, encode_event(event))
+        if charged < cost or cost > hold.amount:
+            cap(event, hold, charged)  # the log line; the stream entry has it already

@@ -1,6 +1,7 @@
 """Cost of a request in integer µUSD, computed once per request.
 
-cost = ceil((Σ tokens_k × price_k + per_request × 1e6) × group_mult × team_mult)
+cost = ceil((Σ tokens_k × price_k + per_request × 1e6 + images × per_image × 1e6
+             + audio_ms × per_second × 1e3) × group_mult × team_mult)
 
 Prices are USD per 1M tokens, so tokens × price is already µUSD. Exact
 integer arithmetic on the decimals' integer ratios (PriceSnap.units), no
@@ -10,6 +11,7 @@ floats; the one rounding is the final ceiling.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -25,6 +27,9 @@ class Usage:
     cached_tokens: int = 0
     audio_tokens: int = 0
     images: int = 0
+    # Milliseconds of audio, for models priced by duration (whisper-1 reports
+    # {"type": "duration", "seconds": …} instead of tokens).
+    audio_ms: int = 0
     estimated: bool = False
 
 
@@ -32,7 +37,7 @@ def cost_micro(usage: Usage, price: PriceSnap, group_mult: Decimal, team_mult: D
     cached = min(usage.cached_tokens, usage.prompt_tokens)
     audio = min(usage.audio_tokens, usage.prompt_tokens - cached)
     plain_input = usage.prompt_tokens - cached - audio
-    denominator, (inp, out, cached_in, audio_in, per_request, per_image) = price.units
+    denominator, (inp, out, cached_in, audio_in, per_request, per_image, per_ms) = price.units
     total = (
         plain_input * inp
         + cached * cached_in
@@ -40,6 +45,7 @@ def cost_micro(usage: Usage, price: PriceSnap, group_mult: Decimal, team_mult: D
         + usage.completion_tokens * out
         + per_request
         + usage.images * per_image
+        + usage.audio_ms * per_ms
     )
     mult_num, mult_den = _multiplier(group_mult, team_mult)
     return -(-total * mult_num // (denominator * mult_den))  # ceiling
@@ -52,10 +58,22 @@ def _multiplier(group_mult: Decimal, team_mult: Decimal) -> tuple[int, int]:
     return group_num * team_num, group_den * team_den
 
 
-def hold_micro(prompt_estimate: int, max_tokens: int, price: PriceSnap, group_mult: Decimal, team_mult: Decimal) -> int:
-    """What to reserve before forwarding: the prompt estimate at the input
-    price plus the completion cap at the output price."""
-    return cost_micro(Usage(prompt_tokens=prompt_estimate, completion_tokens=max_tokens), price, group_mult, team_mult)
+def hold_micro(most: Usage, price: PriceSnap, group_mult: Decimal, team_mult: Decimal) -> int:
+    """What to reserve before forwarding: the cost of the most a request can
+    use (relay/app.py sizes ``most``: the prompt estimate, the completion cap
+    times every multiplier of output, images, audio seconds)."""
+    return cost_micro(most, price, group_mult, team_mult)
+
+
+def charge_micro(cost: int, held: int, free: int) -> int:
+    """What settlement charges of a request's real ``cost``, given its hold
+    and ``free``, the balance it may use (its hold included: the balance
+    less every other request's hold). The real cost is charged, but what it
+    takes below zero is capped at this request's own overdraft (``cost -
+    held``): money other requests hold is never spent twice, so a balance
+    never ends below minus one request's overdraft. The rest is written off."""
+    overdraft = max(cost - held, 0)
+    return max(0, min(cost, free + overdraft))
 
 
 def usage_from_openai(data: dict | None) -> Usage | None:
@@ -63,17 +81,43 @@ def usage_from_openai(data: dict | None) -> Usage | None:
     embeddings, responses)."""
     if not isinstance(data, dict):
         return None
+    if data.get("type") == "duration":  # transcriptions priced by the second (whisper-1)
+        seconds = data.get("seconds")
+        if isinstance(seconds, int | float) and not isinstance(seconds, bool) and 0 <= seconds < 1e7:
+            return Usage(audio_ms=math.ceil(seconds * 1000))
+        return None
     prompt = data.get("prompt_tokens", data.get("input_tokens"))
     completion = data.get("completion_tokens", data.get("output_tokens", 0))
     if prompt is None and completion is None:
         return None
-    details = data.get("prompt_tokens_details") or data.get("input_tokens_details") or {}
-    return Usage(
-        prompt_tokens=int(prompt or 0),
-        completion_tokens=int(completion or 0),
-        cached_tokens=int(details.get("cached_tokens") or 0),
-        audio_tokens=int(details.get("audio_tokens") or 0),
+    details = (
+        data.get("prompt_tokens_details") or data.get("input_tokens_details") or data.get("input_token_details") or {}
     )
+    if not isinstance(details, dict):
+        details = {}
+    counts = [_count(v) for v in (prompt, completion, details.get("cached_tokens"), details.get("audio_tokens"))]
+    if None in counts:
+        return None  # not a usage object we can trust: the caller counts what was delivered
+    return Usage(
+        prompt_tokens=counts[0],  # type: ignore[arg-type]
+        completion_tokens=counts[1],  # type: ignore[arg-type]
+        cached_tokens=counts[2],  # type: ignore[arg-type]
+        audio_tokens=counts[3],  # type: ignore[arg-type]
+    )
+
+
+def _count(value: object) -> int | None:
+    """A token count as an upstream may send it: a non-negative int (or an
+    integral float); None when it is anything else."""
+    if value is None:
+        return 0
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if 0 <= value < 1 << 40 else None
+    if isinstance(value, float) and value.is_integer() and 0 <= value < 1 << 40:
+        return int(value)
+    return None
 
 
 def trailing_usage(body: bytes) -> dict | None:

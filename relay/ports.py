@@ -36,6 +36,10 @@ class UsageEvent:
     latency_ms: int
     stream: bool
     error: str = ""
+    held: int = 0  # µUSD held for the request
+    # µUSD of the real cost not charged: what would have taken the balance
+    # below minus this request's own overdraft (relay/metering.charge_micro).
+    written_off: int = 0
 
 
 @dataclass(slots=True)

@@ -87,7 +87,7 @@ class ChannelSnap:
 
 @dataclass(frozen=True, slots=True)
 class PriceSnap:
-    """USD per 1M tokens; per_request / per_image in USD."""
+    """USD per 1M tokens; per_request / per_image / per_second (of audio) in USD."""
 
     input: Decimal
     output: Decimal
@@ -95,13 +95,15 @@ class PriceSnap:
     audio: Decimal
     per_request: Decimal = Decimal(0)
     per_image: Decimal = Decimal(0)
+    per_second: Decimal = Decimal(0)
     # The same prices as exact integers over one denominator, in µUSD per
-    # token, per request and per image (relay/metering.py computes with these).
+    # token, per request, per image and per millisecond of audio
+    # (relay/metering.py computes with these).
     units: tuple[int, tuple[int, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         per_token = (self.input, self.output, self.cached_input, self.audio)
-        whole = (self.per_request * 1_000_000, self.per_image * 1_000_000)
+        whole = (self.per_request * 1_000_000, self.per_image * 1_000_000, self.per_second * 1_000)
         ratios = [value.as_integer_ratio() for value in (*per_token, *whole)]
         denominator = math.lcm(*(den for _, den in ratios))
         object.__setattr__(self, "units", (denominator, tuple(num * (denominator // den) for num, den in ratios)))

@@ -15,7 +15,7 @@ import socket
 
 from relay.db import SETTLE_EVERY, DbWorker
 from relay.fast_redis import RespClient, RespError
-from relay.ports import decode_event
+from relay.ledger import event_from_entry
 from relay.redis_names import USAGE_GROUP, RedisNames
 
 log = logging.getLogger("oneproxy.relay.usage")
@@ -51,7 +51,7 @@ async def consume_usage(redis: RespClient, names: RedisNames, db: DbWorker) -> N
             if entries:
                 ids = [entry_id for entry_id, _ in entries]
                 # A pending entry deleted meanwhile comes back without fields: only acknowledged.
-                events = [decode_event(_field(fields, b"e")) for _, fields in entries if fields]
+                events = [event_from_entry(fields) for _, fields in entries if fields]
                 if events:
                     await db.run(db.backend.apply_usage, events)
                 await asyncio.gather(
@@ -76,8 +76,3 @@ async def consume_usage(redis: RespClient, names: RedisNames, db: DbWorker) -> N
                 continue
             log.exception("settling usage from the stream failed; retrying")
             await asyncio.sleep(1)
-
-
-def _field(fields: list[bytes], name: bytes) -> bytes:
-    """One field of a stream entry's flat [name, value, name, value …] list."""
-    return fields[fields.index(name) + 1]

@@ -18,6 +18,8 @@ faults exercise a gateway in front of any provider:
 - ``endless_stream``: content events every ``kw["interval"]`` s, never ending.
 - ``quote_key``: an error (status ``kw["status"]``, 500) quoting the whole key;
   for a stream, a 200 stream whose error event quotes it.
+- ``ignore_limits``: the normal answer, as if ``max_tokens`` (and its
+  aliases) had not been sent: an upstream that ignores the cap.
 - ``quote_field``: if the body has field ``kw["field"]``, OpenAI's 400
   "Unrecognized request argument supplied: FIELD" (an error text that echoes
   the client's own request); otherwise the normal answer.
@@ -51,6 +53,7 @@ FAULTS = frozenset(
         "endless_stream",
         "quote_key",
         "quote_field",
+        "ignore_limits",
     }
 )
 
@@ -72,6 +75,11 @@ async def run(emulator: EmulatorBase, request: web.Request, call: Call) -> web.S
     if kind == "html_error":
         status = int(kw.get("status", 502))
         return web.Response(status=status, body=HTML_PAGE, content_type="text/html")
+    if kind == "ignore_limits":
+        if isinstance(call.body, dict):
+            for name in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
+                call.body.pop(name, None)
+        return None
     if kind == "quote_field":
         from .base import APIError
 

@@ -59,7 +59,7 @@ def test_result_is_an_int_and_exact_for_large_counts():
 
 
 def test_hold_covers_prompt_estimate_and_completion_cap():
-    assert hold_micro(100, 50, price(), ONE, ONE) == 250 + 500
+    assert hold_micro(Usage(prompt_tokens=100, completion_tokens=50), price(), ONE, ONE) == 250 + 500
 
 
 def test_usage_from_openai_shapes():
