@@ -74,4 +74,5 @@ def relay_config() -> RelayConfig:
         redis_prefix=settings.ONEPROXY_REDIS_PREFIX,
         journal_dir=None if settings.REDIS_URL else usage_sink.journal_dir(),
         max_cooldown=float(settings.ONEPROXY_MAX_COOLDOWN_SECONDS),
+        redis_timeout=settings.ONEPROXY_REDIS_TIMEOUT_MS / 1000,
     )

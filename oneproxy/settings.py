@@ -54,6 +54,9 @@ ONEPROXY_TRUSTED_PROXIES = envcidrs("ONEPROXY_TRUSTED_PROXIES")
 # Attempts after the first one: another key, then another channel.
 ONEPROXY_RETRY_COUNT = envint("ONEPROXY_RETRY_COUNT", 3, minimum=0, maximum=20)
 # Completion tokens assumed for a hold when the request sets no max_tokens.
+# Connect and read timeout of every Redis call the relay makes: a Redis that
+# stops answering gets requests a 503 store_unavailable after this long.
+ONEPROXY_REDIS_TIMEOUT_MS = envint("ONEPROXY_REDIS_TIMEOUT_MS", 1000, minimum=50, maximum=60000)
 # The longest a key cools on an upstream's Retry-After (its value is recorded either way).
 ONEPROXY_MAX_COOLDOWN_SECONDS = envint("ONEPROXY_MAX_COOLDOWN_SECONDS", 300, minimum=1, maximum=86400)
 ONEPROXY_DEFAULT_MAX_TOKENS = envint("ONEPROXY_DEFAULT_MAX_TOKENS", 4096, minimum=1)

@@ -31,6 +31,7 @@ from relay.journal import Journal
 from relay.keypool import STATS_FLUSH_SECONDS, KeyPool
 from relay.ledger import Hold, Ledger, MemoryLedger, RedisLedger
 from relay.metering import Usage, cost_micro, hold_micro, trailing_usage, usage_from_openai
+from relay.outage import Outage
 from relay.ports import Backend, Settled, UsageEvent
 from relay.providers import openai as openai_adapter
 from relay.redis_names import DEFAULT_PREFIX, RedisNames
@@ -73,6 +74,8 @@ class RelayConfig:
     poll_interval: float = 1.0
     # Embedded mode's usage journal (relay/journal.py); service mode queues on Redis.
     journal_dir: Path | None = None
+    # Connect and read timeout of every Redis call, seconds.
+    redis_timeout: float = 1.0
     # The longest a key cools on an upstream's Retry-After.
     max_cooldown: float = keystate.MAX_COOLDOWN
 
@@ -139,7 +142,9 @@ class Relay:
         self.ledger: Ledger | None = None
         self._background: list[asyncio.Task] = []
         self._redis = None
+        self._subscriber = None
         self._fast_redis: RespClient | None = None
+        self.redis_outage = Outage("Redis")
         self.redis_names = RedisNames(config.redis_prefix)
         # Requests in flight; the DB worker's periodic batches wait for none.
         self.quiet = Quiet()
@@ -159,16 +164,30 @@ class Relay:
 
             # A bounded pool that queues (rather than fails) when every
             # connection is busy: Redis calls are sub-millisecond.
-            pool = aioredis.BlockingConnectionPool.from_url(self.config.redis_url, max_connections=64, timeout=10)
+            # Every call is bounded (connect and read): a frozen Redis fails
+            # requests with 503 store_unavailable in about a second, instead
+            # of hanging them.
+            wait = self.config.redis_timeout
+            url = self.config.redis_url
+            pool = aioredis.BlockingConnectionPool.from_url(
+                url, max_connections=64, timeout=wait, socket_timeout=wait, socket_connect_timeout=wait
+            )
             self._redis = aioredis.Redis(connection_pool=pool)
-            self._fast_redis = RespClient.from_url(self.config.redis_url)
-            self.ledger = RedisLedger(self._redis, self._fast_redis, self.db, self.redis_names)
+            # The key-state subscription waits for messages indefinitely: no read timeout.
+            self._subscriber = aioredis.Redis.from_url(url, socket_connect_timeout=wait, health_check_interval=30)
+            self._fast_redis = RespClient.from_url(url, connect_timeout=wait, read_timeout=wait)
+            self.ledger = RedisLedger(self._redis, self._fast_redis, self.db, self.redis_names, self.redis_outage)
             from relay.usage_stream import consume_usage
 
-            self._background.append(asyncio.create_task(consume_usage(self._fast_redis, self.redis_names, self.db)))
+            self._background.append(
+                asyncio.create_task(consume_usage(self._fast_redis, self.redis_names, self.db, self.redis_outage))
+            )
             from relay.keybus import listen
 
-            await listen_ready(self._background, functools.partial(listen, self._redis, self.redis_names, self.pool))
+            await listen_ready(
+                self._background,
+                functools.partial(listen, self._subscriber, self.redis_names, self.pool, self.redis_outage),
+            )
         else:
             assert self.config.journal_dir is not None, "embedded mode needs a usage journal directory"
             self.ledger = MemoryLedger(self.db)
@@ -205,8 +224,9 @@ class Relay:
             await self.session.close()
         if self.db is not None:
             await self.db.close()
-        if self._redis is not None:
-            await self._redis.aclose()
+        for client in (self._redis, self._subscriber):
+            if client is not None:
+                await client.aclose()
         if self._fast_redis is not None:
             await self._fast_redis.aclose()
 
@@ -676,7 +696,12 @@ class Relay:
             response.close()
         usage = state.usage or self._estimate(call, completion_text=state.delivered_text())
         failed = state.error is not None
-        await self._settle(call, usage, 200, error=state.error or ("client disconnected" if state.client_gone else ""))
+        try:
+            await self._settle(
+                call, usage, 200, error=state.error or ("client disconnected" if state.client_gone else "")
+            )
+        except RelayError as exc:  # Redis gone at the end of a stream: the answer is sent, end it
+            state.error = state.error or exc.message
         if state.client_gone:
             return
         if failed:

@@ -93,8 +93,11 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._reader = hiredis.Reader(replyError=RespError)
         self._waiters: deque[asyncio.Future[Any]] = deque()
+        # When the oldest unanswered command was sent, and when the last reply came.
+        self._sent: deque[float] = deque()
         self.closed = loop.create_future()
         self._out: list[bytes] = []
+        self._watch: asyncio.TimerHandle | None = None
 
     def send(self, command: tuple[Arg, ...]) -> asyncio.Future[Any]:
         data = pack_command(command)
@@ -106,7 +109,22 @@ class _Connection(asyncio.Protocol):
             self.loop.call_soon(self._flush)
         out.append(data)
         self._waiters.append(future)
+        self._sent.append(self.loop.time())
         return future
+
+    def _watchdog(self) -> None:
+        """A Redis that stops answering (frozen, a dead host, a network
+        partition) fails the commands waiting on it after ``read_timeout``,
+        instead of leaving every request hanging: the connection is dropped
+        and the next call opens a new one. One timer per connection, not a
+        timeout per command (which would cost the hot path a task each)."""
+        timeout = self._client.read_timeout
+        if self.transport is None:
+            return
+        if self._sent and self.loop.time() - self._sent[0] > timeout:
+            self._abort(TimeoutError(f"Redis did not answer within {timeout:g} s"))
+            return
+        self._watch = self.loop.call_later(min(timeout / 4, 0.25), self._watchdog)
 
     def _flush(self) -> None:
         out = self._out
@@ -120,6 +138,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self._watch = self.loop.call_later(min(self._client.read_timeout / 4, 0.25), self._watchdog)
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
@@ -140,6 +159,7 @@ class _Connection(asyncio.Protocol):
                 self._abort(ConnectionError("Redis sent a reply nobody asked for"))
                 return
             future = waiters.popleft()
+            self._sent.popleft()
             if future.done():  # its caller was cancelled; the reply is dropped
                 continue
             if type(reply) is RespError:
@@ -162,6 +182,10 @@ class _Connection(asyncio.Protocol):
             transport.abort()
 
     def _fail(self, error: Exception) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
+        self._sent.clear()
         waiters = self._waiters
         while waiters:
             future = waiters.popleft()
@@ -176,16 +200,19 @@ class RespClient:
 
     Bound to the event loop it first connects on."""
 
-    def __init__(self, address: Address, *, connect_timeout: float = 10.0) -> None:
+    def __init__(self, address: Address, *, connect_timeout: float = 1.0, read_timeout: float = 1.0) -> None:
         self.address = address
         self.connect_timeout = connect_timeout
+        # A command unanswered this long fails (TimeoutError) with every
+        # other one in flight on the connection, which is dropped.
+        self.read_timeout = read_timeout
         self._conn: _Connection | None = None
         self._connecting: asyncio.Lock | None = None
         self._closed = False
 
     @classmethod
-    def from_url(cls, url: str, *, connect_timeout: float = 10.0) -> RespClient:
-        return cls(parse_url(url), connect_timeout=connect_timeout)
+    def from_url(cls, url: str, *, connect_timeout: float = 1.0, read_timeout: float = 1.0) -> RespClient:
+        return cls(parse_url(url), connect_timeout=connect_timeout, read_timeout=read_timeout)
 
     async def execute(self, *args: Arg) -> Any:
         """Run one command: bytes, int, list or None back; an error reply raises ``RespError``."""

@@ -15,6 +15,8 @@ import orjson
 
 from relay.keypool import KeyPool
 from relay.keystate import Transition
+from relay.ledger import REDIS_DOWN
+from relay.outage import Outage
 from relay.redis_names import RedisNames
 
 log = logging.getLogger("oneproxy.relay.keybus")
@@ -27,11 +29,11 @@ async def publish(redis, names: RedisNames, transition: Transition) -> None:  # 
     pipe.publish(names.key_channel, payload)
     try:
         await pipe.execute()
-    except Exception:
-        log.exception("publishing key %s -> %s failed", transition.key_id, transition.state)
+    except Exception as exc:  # noqa: BLE001 - the database has the transition; peers learn it on reload
+        log.warning("publishing key %s -> %s failed: %s", transition.key_id, transition.state, exc)
 
 
-async def listen(redis, names: RedisNames, pool: KeyPool, ready: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
+async def listen(redis, names: RedisNames, pool: KeyPool, outage: Outage, ready: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
     while True:
         pubsub = redis.pubsub()
         try:
@@ -40,13 +42,19 @@ async def listen(redis, names: RedisNames, pool: KeyPool, ready: asyncio.Event) 
             for raw in (await redis.hgetall(names.key_states)).values():
                 pool.apply(Transition(**orjson.loads(raw)))
             ready.set()
+            outage.ok()
             async for message in pubsub.listen():
                 if message.get("type") == "message":
                     pool.apply(Transition(**orjson.loads(message["data"])))
         except asyncio.CancelledError:
             await pubsub.aclose()
             raise
+        except REDIS_DOWN as exc:
+            outage.failed(exc)  # logged once per outage
         except Exception:
             log.exception("key-state subscription broke; resubscribing")
+        try:
             await pubsub.aclose()
-            await asyncio.sleep(1)
+        except REDIS_DOWN:
+            pass
+        await asyncio.sleep(1)

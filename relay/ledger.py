@@ -18,17 +18,22 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import orjson
+from redis.exceptions import RedisError
 
 from relay.db import DbWorker
 from relay.errors import insufficient_quota
-from relay.fast_redis import RespClient
+from relay.fast_redis import RespClient, RespError
 from relay.metering import charge_micro
+from relay.outage import Outage, store_unavailable
 from relay.periods import period_bounds
 from relay.ports import Settled, UsageEvent, decode_event, encode_event
 from relay.redis_names import RedisNames, Subject
 from relay.snapshot import Snapshot, TokenSnap, UserSnap
 
 log = logging.getLogger("oneproxy.relay.ledger")
+# What a Redis that is down, frozen or unreachable raises, from either client
+# (redis-py's errors are not OSErrors); an error reply (OOM, LOADING) too.
+REDIS_DOWN = (OSError, RespError, RedisError)
 
 
 def _usd(micro: int) -> str:
@@ -302,10 +307,12 @@ class RedisLedger:
     ``redis`` (redis-py) the rare rest: seeding mirrors, views. ``names``
     are the prefixed Redis keys (relay/redis_names.py)."""
 
-    def __init__(self, redis, fast: RespClient, db: DbWorker, names: RedisNames) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, redis, fast: RespClient, db: DbWorker, names: RedisNames, outage: Outage) -> None:  # type: ignore[no-untyped-def]
         self.redis = redis
         self.db = db
         self.names = names
+        # Redis unreachable: one log line per outage, a clean 503 per request.
+        self.outage = outage
         self._hold = fast.script(_HOLD)
         self._settle = fast.script(_SETTLE)
 
@@ -329,6 +336,15 @@ class RedisLedger:
         await self.redis.set(key, budget - spent, nx=True, ex=max(int(end - time.time()) + 3600, 60))
 
     async def hold(self, user: UserSnap, token: TokenSnap, amount: int) -> Hold:
+        try:
+            hold = await self._take(user, token, amount)
+        except REDIS_DOWN as exc:
+            self.outage.failed(exc)
+            raise store_unavailable() from None
+        self.outage.ok()
+        return hold
+
+    async def _take(self, user: UserSnap, token: TokenSnap, amount: int) -> Hold:
         quota = -1 if token.quota is None else token.quota
         budgets = budgets_of(user)
         now = time.time()
@@ -372,6 +388,13 @@ class RedisLedger:
         raise RuntimeError("could not seed the balance mirrors")
 
     async def view(self, user: UserSnap, token: TokenSnap) -> tuple[int, int]:
+        try:
+            return await self._view(user, token)
+        except REDIS_DOWN as exc:
+            self.outage.failed(exc)
+            raise store_unavailable() from None
+
+    async def _view(self, user: UserSnap, token: TokenSnap) -> tuple[int, int]:
         balance, used = await self.redis.mget(self.names.balance(user.id), self.names.used(token.id))
         if balance is None:
             await self._seed(user.id, token.id)
@@ -391,11 +414,20 @@ class RedisLedger:
         )
 
     async def release(self, hold: Hold) -> None:
-        await self._run_settle(hold, 0, b"")
+        """Give a hold back. With Redis unreachable the hold stays in the
+        registry, and reconcile's stale-hold release settles it later."""
+        try:
+            await self._run_settle(hold, 0, b"")
+        except REDIS_DOWN as exc:
+            self.outage.failed(exc)
 
     async def settle(self, hold: Hold, event: UsageEvent) -> None:
         event.held = hold.amount
         cost = event.cost
-        charged = await self._run_settle(hold, cost, encode_event(event))
+        try:
+            charged = await self._run_settle(hold, cost, encode_event(event))
+        except REDIS_DOWN as exc:
+            self.outage.failed(exc)
+            raise store_unavailable() from None
         if charged < cost or cost > hold.amount:
             cap(event, hold, charged)  # the log line; the stream entry has it already

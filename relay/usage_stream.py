@@ -15,7 +15,8 @@ import socket
 
 from relay.db import SETTLE_EVERY, DbWorker
 from relay.fast_redis import RespClient, RespError
-from relay.ledger import event_from_entry
+from relay.ledger import REDIS_DOWN, event_from_entry
+from relay.outage import Outage
 from relay.redis_names import USAGE_GROUP, RedisNames
 
 log = logging.getLogger("oneproxy.relay.usage")
@@ -30,7 +31,7 @@ async def ensure_group(redis: RespClient, stream: str) -> None:
             raise
 
 
-async def consume_usage(redis: RespClient, names: RedisNames, db: DbWorker) -> None:
+async def consume_usage(redis: RespClient, names: RedisNames, db: DbWorker, outage: Outage | None = None) -> None:
     """On the relay's own Redis client (relay/fast_redis.py), not redis-py: a
     redis-py pipeline could return normally to a task being cancelled, and
     this loop then never ended (a hung shutdown; seen in a test)."""
@@ -45,6 +46,8 @@ async def consume_usage(redis: RespClient, names: RedisNames, db: DbWorker) -> N
                 "STREAMS", stream, "0" if backlog else ">",
             )  # fmt: skip
             entries = reply[0][1] if reply else []
+            if outage is not None:
+                outage.ok()
             if backlog and not entries:
                 backlog = False
                 continue
@@ -70,6 +73,15 @@ async def consume_usage(redis: RespClient, names: RedisNames, db: DbWorker) -> N
                 await db.quiet.wait()
         except asyncio.CancelledError:
             raise
+        except REDIS_DOWN as exc:
+            if "NOGROUP" in str(exc):  # the stream was deleted (e.g. Redis flushed)
+                await ensure_group(redis, stream)
+                continue
+            if outage is not None:
+                outage.failed(exc)  # one line per outage, not one a second
+            else:
+                log.warning("reading the usage stream failed: %s; retrying", exc)
+            await asyncio.sleep(1)
         except Exception as exc:
             if "NOGROUP" in str(exc):  # the stream was deleted (e.g. Redis flushed)
                 await ensure_group(redis, stream)
