@@ -16,8 +16,11 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import orjson
@@ -66,7 +69,7 @@ DELIVERED_KEEP = 1 << 20
 @dataclass(frozen=True, slots=True)
 class RelayConfig:
     max_body_bytes: int
-    trusted_proxies: tuple
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...]
     retry_count: int
     default_max_tokens: int
     redis_url: str | None = None
@@ -80,7 +83,9 @@ class RelayConfig:
     max_cooldown: float = keystate.MAX_COOLDOWN
 
 
-async def listen_ready(tasks: list[asyncio.Task], listener) -> None:  # type: ignore[no-untyped-def]
+async def listen_ready(
+    tasks: list[asyncio.Task[None]], listener: Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+) -> None:
     """Start a listener that signals once it is subscribed, and wait for that."""
     ready = asyncio.Event()
     tasks.append(asyncio.create_task(listener(ready)))
@@ -119,7 +124,7 @@ class Call:
     user: UserSnap
     model: str
     raw: bytes
-    payload: dict | None
+    payload: dict[str, Any] | None
     content_type: str
     stream: bool
     hold: Hold | None = None
@@ -140,9 +145,9 @@ class Relay:
         self.session: aiohttp.ClientSession | None = None
         self.db: DbWorker | None = None
         self.ledger: Ledger | None = None
-        self._background: list[asyncio.Task] = []
-        self._redis = None
-        self._subscriber = None
+        self._background: list[asyncio.Task[None]] = []
+        self._redis: Any = None  # redis.asyncio.Redis in service mode
+        self._subscriber: Any = None
         self._fast_redis: RespClient | None = None
         self.redis_outage = Outage("Redis")
         self.redis_names = RedisNames(config.redis_prefix)
@@ -342,7 +347,7 @@ class Relay:
         token, user, _ = self.authenticate(scope)
         assert self.snapshot is not None
         names = [m for m in self.snapshot.models_for(user.group) if not token.models or m in token.models]
-        owners = {}
+        owners: dict[str, str] = {}
         for (group, model), tiers in self.snapshot.routes.items():
             if group == user.group:
                 owners.setdefault(model, tiers[0][0].type)
@@ -385,7 +390,7 @@ class Relay:
         token, user, pinned = self.authenticate(scope)
         raw = await read_body(scope, receive, self.config.max_body_bytes)
         content_type = (header(scope, b"content-type") or b"application/json").decode("latin-1")
-        payload: dict | None = None
+        payload: dict[str, Any] | None = None
         if endpoint in openai_adapter.JSON_ENDPOINTS:
             try:
                 payload = orjson.loads(raw)
@@ -885,7 +890,7 @@ def _positive(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
 
 
-def prompt_estimate(payload: dict | None, model: str, raw: bytes) -> int:
+def prompt_estimate(payload: dict[str, Any] | None, model: str, raw: bytes) -> int:
     """Prompt tokens to hold for: counted with the tokenizer when the prompt is
     small, else characters / 3 (never under the real count for common text)."""
     if payload is None:

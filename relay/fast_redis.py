@@ -100,7 +100,7 @@ class _Connection(asyncio.Protocol):
         self._watch: asyncio.TimerHandle | None = None
 
     def send(self, command: tuple[Arg, ...]) -> asyncio.Future[Any]:
-        data = pack_command(command)
+        data = pack_command(command)  # type: ignore[arg-type]  # hiredis's stub types a 1-tuple
         if self.transport is None:
             raise ConnectionError("Redis connection lost")
         future = self.loop.create_future()
@@ -255,9 +255,11 @@ class RespClient:
             await loop.create_connection(
                 lambda: conn, a.host, a.port, ssl=a.ssl, server_hostname=a.host if a.ssl else None
             )
-        handshake = []
-        if a.username or a.password:  # as redis-py: a username alone sends an empty password
-            handshake.append(("AUTH", a.username, a.password or "") if a.username else ("AUTH", a.password))
+        handshake: list[tuple[Arg, ...]] = []
+        if a.username:  # as redis-py: a username alone sends an empty password
+            handshake.append(("AUTH", a.username, a.password or ""))
+        elif a.password:
+            handshake.append(("AUTH", a.password))
         if a.db:
             handshake.append(("SELECT", a.db))
         try:

@@ -18,6 +18,8 @@ JSON = b"application/json"
 
 
 def header(scope: Scope, name: bytes) -> bytes | None:
+    key: bytes
+    value: bytes
     for key, value in scope["headers"]:
         if key == name:
             return value

@@ -118,9 +118,9 @@ class KeyPool:
         if verdict.fault == "key":
             transition = Transition(key.id, keystate.AUTO_DISABLED, verdict.reason, verdict.message, now, None, source)
         elif verdict.fault == "cool":
-            seconds = self.breaker.cool_for(key.id, verdict.retry_after)
-            message = keystate.cooling_note(verdict.message, verdict.retry_after, seconds)
-            transition = Transition(key.id, keystate.COOLING, verdict.reason, message, now, now + seconds, source)
+            cool_for = self.breaker.cool_for(key.id, verdict.retry_after)
+            message = keystate.cooling_note(verdict.message, verdict.retry_after, cool_for)
+            transition = Transition(key.id, keystate.COOLING, verdict.reason, message, now, now + cool_for, source)
         elif verdict.fault == "transient":
             seconds = self.breaker.transient(key.id, now)
             if seconds is None:

@@ -15,6 +15,7 @@ phrases).
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import orjson
@@ -146,9 +147,9 @@ def error_text(body: bytes) -> tuple[str, str]:
 def judge(
     status: int,
     body: bytes,
-    headers,
+    headers: Mapping[str, str],
     secret: str = "",
-    extra_phrases: tuple[str, ...] = (),  # type: ignore[no-untyped-def]
+    extra_phrases: tuple[str, ...] = (),
 ) -> Verdict:
     """What an error answer says about the key, by status and code first.
 
@@ -187,7 +188,7 @@ def _disable_reason(status: int, text: str) -> str:
     return "invalid_key"
 
 
-def retry_after(headers) -> float | None:  # type: ignore[no-untyped-def]
+def retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
     if headers is None:
         return None
@@ -226,7 +227,7 @@ def cooling_note(message: str, hinted: float | None, seconds: float) -> str:
 
 def backoff(failures: int) -> float:
     """Exponential cool-down after the n-th consecutive failure (1 s, 2 s, 4 s … 5 min)."""
-    return min(BACKOFF_BASE * 2 ** max(failures - 1, 0), BACKOFF_MAX)
+    return min(BACKOFF_BASE * 2.0 ** max(failures - 1, 0), BACKOFF_MAX)
 
 
 @dataclass(frozen=True, slots=True)

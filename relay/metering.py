@@ -14,6 +14,7 @@ import functools
 import math
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import orjson
 
@@ -76,7 +77,7 @@ def charge_micro(cost: int, held: int, free: int) -> int:
     return max(0, min(cost, free + overdraft))
 
 
-def usage_from_openai(data: dict | None) -> Usage | None:
+def usage_from_openai(data: dict[str, Any] | None) -> Usage | None:
     """Usage from an OpenAI-shaped ``usage`` object (chat, completions,
     embeddings, responses)."""
     if not isinstance(data, dict):
@@ -120,7 +121,7 @@ def _count(value: object) -> int | None:
     return None
 
 
-def trailing_usage(body: bytes) -> dict | None:
+def trailing_usage(body: bytes) -> dict[str, Any] | None:
     """The ``usage`` object of a JSON answer whose last top-level member it
     is (as OpenAI and most compatible APIs send it), parsed on its own. An
     embeddings answer runs to megabytes, and parsing all of it to read the

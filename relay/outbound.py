@@ -22,6 +22,7 @@ def proxy_for(base_url: str, configured: str | None) -> str | None:
     proxy = proxies.get(parts.scheme) or proxies.get("all")
     if not proxy or not parts.hostname:
         return None
-    if urllib.request.proxy_bypass_environment(parts.hostname, proxies):
+    # Public in CPython's urllib.request, missing from typeshed's stub.
+    if urllib.request.proxy_bypass_environment(parts.hostname, proxies):  # type: ignore[attr-defined]
         return None
     return proxy

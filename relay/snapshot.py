@@ -11,6 +11,7 @@ import ipaddress
 import math
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -73,7 +74,7 @@ class ChannelSnap:
     groups: frozenset[str]
     priority: int
     weight: int
-    config: dict
+    config: dict[str, Any]
     proxy_url: str | None
     include_usage: bool
     connect_timeout: float

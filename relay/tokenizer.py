@@ -14,6 +14,7 @@ import hashlib
 import threading
 from base64 import b64decode
 from importlib import resources
+from typing import Any
 
 import tiktoken
 import tiktoken_ext.openai_public as openai_public
@@ -66,7 +67,7 @@ def count_tokens(text: str, model: str) -> int:
     return len(encoding(encoding_name_for(model)).encode(text, disallowed_special=()))
 
 
-def count_chat_prompt(messages: list, model: str) -> int:
+def count_chat_prompt(messages: list[Any], model: str) -> int:
     """OpenAI's documented accounting: ~3 tokens per message plus 3 for the reply primer."""
     total = 3
     for message in messages:

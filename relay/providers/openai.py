@@ -3,6 +3,8 @@ unless the model is mapped or stream usage must be requested."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 
 from relay.snapshot import ChannelSnap
@@ -29,7 +31,7 @@ def prepare_body(
     channel: ChannelSnap,
     endpoint: str,
     raw: bytes,
-    payload: dict | None,
+    payload: dict[str, Any] | None,
     model: str,
     stream: bool,
 ) -> bytes:
