@@ -21,7 +21,7 @@ TRUST_ENV = os.environ.get("FLOOR_TRUST_ENV") == "1"
 session: aiohttp.ClientSession | None = None
 
 
-async def app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+async def app(scope, receive, send) -> None:
     global session
     if scope["type"] == "lifespan":
         while True:

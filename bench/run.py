@@ -92,7 +92,7 @@ class Interrupted(Exception):
     pass
 
 
-def _on_signal(signum, frame):  # type: ignore[no-untyped-def]
+def _on_signal(signum, frame):
     raise Interrupted(signal.Signals(signum).name)
 
 

@@ -28,7 +28,7 @@ SUMMARY_GROUPS: dict[str, tuple[str, str | None]] = {
 
 
 class UsageLogQuerySet(models.QuerySet):
-    def visible_to(self, user) -> UsageLogQuerySet:  # type: ignore[no-untyped-def]
+    def visible_to(self, user) -> UsageLogQuerySet:
         if user.is_operator:
             return self
         if user.is_team_admin and user.team_id:

@@ -433,7 +433,9 @@ def _resync_mirrors(now: datetime, stale_hold_seconds: int) -> _MirrorFindings:
     mirrors = mirror.balances()
     queued = mirror.queued_user_ids()
     balances = dict(User.objects.filter(pk__in=list(mirrors)).values_list("pk", "balance"))
-    suspects = {int(k): v.decode() for k, v in client.hgetall(mirror.names().reconcile_suspects).items()}
+    # redis-py types the replies of its sync and async clients as one union.
+    stored: dict[bytes, bytes] = client.hgetall(mirror.names().reconcile_suspects)  # type: ignore[assignment]
+    suspects = {int(k): v.decode() for k, v in stored.items()}
     still: dict[int, str] = {}
     stamp = int(now.timestamp())
     for user_id, value in mirrors.items():

@@ -17,5 +17,5 @@ from core.services import bump_config_version
 @receiver([post_save, post_delete], sender=Group)
 @receiver([post_save, post_delete], sender=Team)
 @receiver([post_save, post_delete], sender=ModelPrice)
-def _config_changed(**kwargs) -> None:  # type: ignore[no-untyped-def]
+def _config_changed(**kwargs) -> None:
     transaction.on_commit(bump_config_version)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import DateTimeField, DecimalField
+from django.db.models import DateTimeField, DecimalField, Field
 
 from billing.models import LedgerEntry, Token, UsageLog, User
 from relay.ports import Settled, UsageEvent
@@ -144,7 +146,7 @@ def _insert_statement(model, names: tuple[str, ...], vendor: str) -> tuple[str, 
     return f"INSERT INTO {model._meta.db_table} ({columns}) VALUES ({placeholders})", converting
 
 
-def _adapter(field):  # type: ignore[no-untyped-def]
+def _adapter(field: Field[Any, Any]) -> Callable[[Any], Any] | None:
     ops = connection.ops
     if isinstance(field, DateTimeField):
         # SQLite stores naive UTC text; the relay's datetimes are UTC already,

@@ -44,7 +44,7 @@ def _balance(obj: ChannelKey) -> str:
 
 
 def _actor_reason(request: HttpRequest) -> str:
-    return f"set by {request.user.get_username()}"  # type: ignore[union-attr]
+    return f"set by {request.user.get_username()}"
 
 
 class PastedKeysWidget(forms.Textarea):
@@ -148,7 +148,7 @@ class ChannelKeyInline(admin.TabularInline):
     def get_formset(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
         formset = super().get_formset(request, obj, **kwargs)
 
-        class KeyForm(formset.form):  # type: ignore[name-defined,misc]
+        class KeyForm(formset.form):  # type: ignore[name-defined]
             def hand_clean_DELETE(self) -> None:
                 # Django refuses to delete a row that usage protects; a used key
                 # is hidden instead (save_formset → services.delete_key).

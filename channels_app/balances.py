@@ -87,7 +87,7 @@ def balance_api(channel_type: str, base_url: str, config: dict) -> str | None:
     return api
 
 
-def targets(keys) -> list[BalanceTarget]:  # type: ignore[no-untyped-def]
+def targets(keys) -> list[BalanceTarget]:
     """Balance targets for keys (``select_related("channel")``) whose channel reports one."""
     out = []
     for key in keys:

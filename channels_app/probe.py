@@ -70,7 +70,7 @@ class ProbeResult:
         }
 
 
-def targets(keys) -> list[ProbeTarget]:  # type: ignore[no-untyped-def]
+def targets(keys) -> list[ProbeTarget]:
     out = []
     for key in keys.select_related("channel"):
         channel: Channel = key.channel
@@ -194,7 +194,7 @@ def probe_keys(
     return _probe_and_record(keys)
 
 
-def _claim_due_keys(keys) -> list[int]:  # type: ignore[no-untyped-def]
+def _claim_due_keys(keys) -> list[int]:
     """Ids of the due keys, stamped as probed now in the same transaction.
     PostgreSQL: rows another run holds are skipped; SQLite: the IMMEDIATE
     transaction already serialises writers."""
@@ -206,7 +206,7 @@ def _claim_due_keys(keys) -> list[int]:  # type: ignore[no-untyped-def]
     return ids
 
 
-def _probe_and_record(keys) -> list[ProbeResult]:  # type: ignore[no-untyped-def]
+def _probe_and_record(keys) -> list[ProbeResult]:
     """Probe these keys now and record what was learnt; returns the results.
 
     The probes run on an event loop in a helper thread; this thread records

@@ -40,7 +40,7 @@ def add_keys(channel: Channel, secrets: Iterable[str]) -> list[ChannelKey]:
 
 
 @transaction.atomic
-def create_channel(*, keys: Iterable[str] = (), **fields) -> Channel:  # type: ignore[no-untyped-def]
+def create_channel(*, keys: Iterable[str] = (), **fields) -> Channel:
     channel = Channel.objects.create(**fields)
     add_keys(channel, keys)
     return channel
@@ -102,7 +102,7 @@ def set_channel_status(channel_ids: Iterable[int], status: str) -> int:
     return changed
 
 
-def record_key_transitions(transitions: list) -> None:  # type: ignore[type-arg]
+def record_key_transitions(transitions: list) -> None:
     """Persist states decided by the relay or a probe (relay/keystate.Transition).
 
     A manually disabled key is never touched, and a transition older than the
@@ -162,7 +162,7 @@ def record_key_stats(stats: dict[int, tuple[float, float | None, int | None]]) -
         ChannelKey.objects.filter(pk=key_id).update(**fields)
 
 
-def record_probe_results(results: list) -> None:  # type: ignore[type-arg]
+def record_probe_results(results: list) -> None:
     """Latency and outcome of each probe on its key (a key an operator
     disabled meanwhile is left as they left it)."""
     from datetime import UTC, datetime
@@ -177,7 +177,7 @@ def record_probe_results(results: list) -> None:  # type: ignore[type-arg]
         ChannelKey.objects.filter(pk=r.key_id).exclude(state=ChannelKey.State.MANUAL_DISABLED).update(**fields)
 
 
-def refresh_balances(*, channel_id: int | None = None) -> list:  # type: ignore[type-arg]
+def refresh_balances(*, channel_id: int | None = None) -> list:
     """Fetch the provider balance of every live key whose channel type
     reports one, store it, and apply the channel's ``min_balance``: a key
     below it is auto-disabled ("low_balance"), one back above it is active
@@ -191,7 +191,7 @@ def refresh_balances(*, channel_id: int | None = None) -> list:  # type: ignore[
     return readings
 
 
-def record_balances(readings: list) -> None:  # type: ignore[type-arg]
+def record_balances(readings: list) -> None:
     """Store balances (balances.Reading) and disable or re-enable keys by them."""
     import time
     from decimal import Decimal

@@ -12,7 +12,7 @@ from core.services import bump_config_version
 @receiver([post_save, post_delete], sender=Channel)
 @receiver([post_save, post_delete], sender=ChannelKey)
 @receiver([post_save, post_delete], sender=DisablePhrase)
-def _routing_changed(**kwargs) -> None:  # type: ignore[no-untyped-def]
+def _routing_changed(**kwargs) -> None:
     transaction.on_commit(bump_config_version)
 
 

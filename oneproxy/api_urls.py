@@ -4,7 +4,7 @@ from django.http import JsonResponse
 from django.urls import include, path, re_path
 
 
-def not_found(request, rest: str = ""):  # type: ignore[no-untyped-def]
+def not_found(request, rest: str = ""):
     return JsonResponse(
         {
             "error": {

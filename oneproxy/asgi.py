@@ -20,8 +20,8 @@ from oneproxy.relay_backend import DjangoBackend, relay_config  # noqa: E402
 from relay.app import Relay, is_relay_path  # noqa: E402
 
 
-def build(relay: Relay):  # type: ignore[no-untyped-def]
-    async def application(scope, receive, send):  # type: ignore[no-untyped-def]
+def build(relay: Relay):
+    async def application(scope, receive, send):
         if scope["type"] == "http" and is_relay_path(scope["path"]):
             await relay(scope, receive, send)
         elif scope["type"] == "lifespan":
@@ -32,7 +32,7 @@ def build(relay: Relay):  # type: ignore[no-untyped-def]
     return application
 
 
-async def _lifespan(relay: Relay, receive, send) -> None:  # type: ignore[no-untyped-def]
+async def _lifespan(relay: Relay, receive, send) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":

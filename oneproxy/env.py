@@ -9,7 +9,9 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
+from typing import overload
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -29,6 +31,10 @@ def _raw(name: str) -> str | None:
     return None
 
 
+@overload
+def envstr(name: str, default: str) -> str: ...
+@overload
+def envstr(name: str, default: None = None) -> str | None: ...
 def envstr(name: str, default: str | None = None) -> str | None:
     value = _raw(name)
     return default if value is None else value
@@ -98,7 +104,7 @@ def envurl(name: str, schemes: tuple[str, ...]) -> str | None:
     return value
 
 
-def persistent_secret(name: str, data_dir: Path, make: callable) -> str:  # type: ignore[valid-type]
+def persistent_secret(name: str, data_dir: Path, make: Callable[[], str]) -> str:
     """The variable's value; otherwise a value generated once into
     ``data_dir/<name>`` (mode 0600), so restarts keep sessions and can still
     decrypt stored provider keys. Never a constant in the repository."""

@@ -7,11 +7,11 @@ from django.db import connection
 from django.http import JsonResponse
 
 
-def healthz(request):  # type: ignore[no-untyped-def]
+def healthz(request):
     return JsonResponse({"status": "ok"})
 
 
-def readyz(request):  # type: ignore[no-untyped-def]
+def readyz(request):
     checks: dict[str, str] = {}
     try:
         with connection.cursor() as cursor:
@@ -23,7 +23,7 @@ def readyz(request):  # type: ignore[no-untyped-def]
         import redis
 
         try:
-            redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2).ping()
+            redis.Redis.from_url(str(settings.REDIS_URL), socket_timeout=2).ping()
             checks["redis"] = "ok"
         except Exception as exc:  # noqa: BLE001
             checks["redis"] = f"error: {type(exc).__name__}"

@@ -47,7 +47,7 @@ class DjangoBackend:
         close_old_connections()
         return usage_sink.current_balances(user_ids, token_ids)
 
-    def record_key_transitions(self, transitions: list) -> None:  # type: ignore[type-arg]
+    def record_key_transitions(self, transitions: list) -> None:
         close_old_connections()
         channel_services.record_key_transitions(transitions)
 
@@ -71,7 +71,7 @@ def relay_config() -> RelayConfig:
         retry_count=settings.ONEPROXY_RETRY_COUNT,
         default_max_tokens=settings.ONEPROXY_DEFAULT_MAX_TOKENS,
         redis_url=settings.REDIS_URL,
-        redis_prefix=settings.ONEPROXY_REDIS_PREFIX,
+        redis_prefix=str(settings.ONEPROXY_REDIS_PREFIX),
         journal_dir=None if settings.REDIS_URL else usage_sink.journal_dir(),
         max_cooldown=float(settings.ONEPROXY_MAX_COOLDOWN_SECONDS),
         redis_timeout=settings.ONEPROXY_REDIS_TIMEOUT_MS / 1000,

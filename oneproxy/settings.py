@@ -26,7 +26,7 @@ from oneproxy.env import (
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(envstr("ONEPROXY_DATA_DIR", str(BASE_DIR / "data"))).resolve()  # type: ignore[arg-type]
+DATA_DIR = Path(envstr("ONEPROXY_DATA_DIR", str(BASE_DIR / "data"))).resolve()
 
 SECRET_KEY = persistent_secret("SECRET_KEY", DATA_DIR, new_django_secret)
 ONEPROXY_ENCRYPTION_KEY = persistent_secret("ONEPROXY_ENCRYPTION_KEY", DATA_DIR, lambda: Fernet.generate_key().decode())
@@ -45,7 +45,7 @@ PORT = envint("PORT", 3000, minimum=1, maximum=65535)
 REDIS_URL = envurl("REDIS_URL", ("redis", "rediss", "unix"))
 SERVICE_MODE = REDIS_URL is not None
 # Prefix of every Redis key and pub/sub channel oneproxy uses (relay/redis_names.py).
-ONEPROXY_REDIS_PREFIX = envstr("ONEPROXY_REDIS_PREFIX", "op:")
+ONEPROXY_REDIS_PREFIX: str = envstr("ONEPROXY_REDIS_PREFIX", "op:")
 
 ONEPROXY_ADMIN_PASSWORD = envstr("ONEPROXY_ADMIN_PASSWORD")
 ONEPROXY_ADMIN_ACCESS_TOKEN = envtoken("ONEPROXY_ADMIN_ACCESS_TOKEN")

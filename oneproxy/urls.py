@@ -14,7 +14,7 @@ urlpatterns = [
 ]
 
 
-def handler500(request):  # type: ignore[no-untyped-def]
+def handler500(request):
     """JSON for the API, never a traceback; the admin keeps Django's page."""
     from django.http import JsonResponse
     from django.views.defaults import server_error

@@ -35,7 +35,7 @@ def _service_mode() -> bool:
     return bool(settings.SERVICE_MODE and "postgresql" in settings.DATABASES["default"]["ENGINE"])
 
 
-def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def]
+def pytest_collection_modifyitems(config, items):
     service = _service_mode()
     for item in items:
         if "service" in item.keywords and not service:
@@ -45,7 +45,7 @@ def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
+def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     if os.environ.get("ONEPROXY_FAIL_ON_SKIP") == "1" and report.skipped and "service" in item.keywords:
@@ -54,7 +54,7 @@ def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _fresh_usage_journal(django_db_setup):  # type: ignore[no-untyped-def]
+def _fresh_usage_journal(django_db_setup):
     """The test database is new each run; so is its usage journal (an old
     run's leftovers would be replayed into it)."""
     import shutil
@@ -65,24 +65,24 @@ def _fresh_usage_journal(django_db_setup):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def make_user(db):  # type: ignore[no-untyped-def]
+def make_user(db):
     """make_user(username, role=..., team=..., group=...) → (user, access_token)."""
     from billing import services
 
-    def make(username: str, **kwargs):  # type: ignore[no-untyped-def]
+    def make(username: str, **kwargs):
         return services.create_user(username=username, **kwargs)
 
     return make
 
 
 @pytest.fixture
-def operator(make_user):  # type: ignore[no-untyped-def]
+def operator(make_user):
     user, token = make_user("op", role="operator")
     return user, token
 
 
 @pytest.fixture
-def api():  # type: ignore[no-untyped-def]
+def api():
     """api(access_token) → a DRF test client sending that Bearer token."""
 
     def client(token: str | None = None) -> APIClient:

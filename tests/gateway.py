@@ -55,7 +55,7 @@ def _flush_redis() -> None:
 
 
 @pytest.fixture
-def gateway(transactional_db) -> Iterator[Gateway]:  # type: ignore[no-untyped-def]
+def gateway(transactional_db) -> Iterator[Gateway]:
     import os
 
     from oneproxy.asgi import build
@@ -89,7 +89,7 @@ def gateway(transactional_db) -> Iterator[Gateway]:  # type: ignore[no-untyped-d
 
 
 @pytest.fixture
-def relay_setup(transactional_db, openai_emulator):  # type: ignore[no-untyped-def]
+def relay_setup(transactional_db, openai_emulator):
     """A user with $10, a relay token, and one OpenAI channel on the emulator."""
     from billing import services
     from billing.models import ModelPrice
@@ -143,7 +143,7 @@ class RelayProcess:
 
 
 @pytest.fixture
-def spawn_relay(transactional_db):  # type: ignore[no-untyped-def]
+def spawn_relay(transactional_db):
     """spawn_relay() → a further relay as its own OS process (uvicorn), on the
     same test database, Redis and data dir (so the same encryption key)."""
     import os
@@ -206,5 +206,5 @@ def spawn_relay(transactional_db):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def relay_process(spawn_relay):  # type: ignore[no-untyped-def]
+def relay_process(spawn_relay):
     return spawn_relay()

@@ -23,7 +23,7 @@ NM = "not measured"
 # --- formatting -------------------------------------------------------------------
 
 
-def _num(v, fmt: str = "{:,.0f}") -> str:  # type: ignore[no-untyped-def]
+def _num(v, fmt: str = "{:,.0f}") -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return NM
     return fmt.format(v)
@@ -36,19 +36,19 @@ def _wrk_at(res: dict, name: str, c: int) -> dict | None:
     return None
 
 
-def _ratio(a, b) -> str:  # type: ignore[no-untyped-def]
+def _ratio(a, b) -> str:
     if a is None or b is None or not b:
         return NM
     return f"{a / b:.2f}×" if a / b < 10 else f"{a / b:.1f}×"
 
 
-def _pct(a, b) -> str:  # type: ignore[no-untyped-def]
+def _pct(a, b) -> str:
     if a is None or b is None or not b:
         return NM
     return f"{100 * a / b:.0f}%"
 
 
-def _get(res: dict, name: str, *path: str):  # type: ignore[no-untyped-def]
+def _get(res: dict, name: str, *path: str):
     node = res.get("targets", {}).get(name)
     for key in path:
         if not isinstance(node, dict) or key not in node:
@@ -57,7 +57,7 @@ def _get(res: dict, name: str, *path: str):  # type: ignore[no-untyped-def]
     return node
 
 
-def _loadavg(values) -> str:  # type: ignore[no-untyped-def]
+def _loadavg(values) -> str:
     return " / ".join(f"{x:.2f}" for x in values) + " (1 / 5 / 15 min)" if values else NM
 
 
@@ -72,7 +72,7 @@ def targets_table(res: dict) -> list[str]:
     """Issue 7's targets against this run's figures."""
     rows = []
 
-    def rps(name: str, c: int = 64):  # type: ignore[no-untyped-def]
+    def rps(name: str, c: int = 64):
         row = _wrk_at(res, name, c)
         return row["rps"] if row else None
 

@@ -34,7 +34,7 @@ def managed_team_id(request: HttpRequest) -> int | None:
     team admin without a team (who then sees nothing)."""
     user = request.user
     if user.is_active and getattr(user, "role", None) == User.Role.TEAM_ADMIN:
-        return user.team_id  # type: ignore[union-attr]
+        return user.team_id
     return None
 
 
@@ -97,7 +97,7 @@ class UsdAmountField(forms.DecimalField):
             return to_usd(value)
         return value
 
-    def clean(self, value: Any) -> int | None:  # type: ignore[override]
+    def clean(self, value: Any) -> int | None:
         amount = super().clean(value)
         return None if amount is None else to_micro(amount)
 

@@ -13,10 +13,10 @@ from billing.models import UsageLog, User
 
 
 @pytest.fixture
-def usage_row():  # type: ignore[no-untyped-def]
+def usage_row():
     """usage_row(user, at="2025-03-01T12:00:00+00:00", cost=..., **fields) → a saved UsageLog."""
 
-    def make(user: User, *, at: str = "2025-03-01T12:00:00+00:00", **fields) -> UsageLog:  # type: ignore[no-untyped-def]
+    def make(user: User, *, at: str = "2025-03-01T12:00:00+00:00", **fields) -> UsageLog:
         return UsageLog.objects.create(
             request_id=fields.pop("request_id", uuid.uuid4().hex),
             created_at=datetime.fromisoformat(at),
@@ -31,7 +31,7 @@ def usage_row():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def redis_client() -> Iterator:  # type: ignore[type-arg]
+def redis_client() -> Iterator:
     """Service mode: a Redis client on this test worker's key space, emptied before and after."""
     import redis
 

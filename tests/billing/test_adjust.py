@@ -10,7 +10,7 @@ from billing.models import LedgerEntry, Team
 pytestmark = pytest.mark.django_db
 
 
-def test_operator_adjusts_a_balance_up_and_down(operator, make_user, api):  # type: ignore[no-untyped-def]
+def test_operator_adjusts_a_balance_up_and_down(operator, make_user, api):
     # given
     bob, _ = make_user("bob")
     services.topup(bob, 10_000_000)
@@ -45,7 +45,7 @@ def test_operator_adjusts_a_balance_up_and_down(operator, make_user, api):  # ty
         ({"note": "x"}, "amount_usd"),
     ],
 )
-def test_invalid_adjustments_are_a_400(operator, make_user, api, body, field):  # type: ignore[no-untyped-def]
+def test_invalid_adjustments_are_a_400(operator, make_user, api, body, field):
     # given
     bob, _ = make_user("bob")
     # when
@@ -56,7 +56,7 @@ def test_invalid_adjustments_are_a_400(operator, make_user, api, body, field):  
     assert not LedgerEntry.objects.filter(user=bob).exists()
 
 
-def test_only_operators_adjust(make_user, api):  # type: ignore[no-untyped-def]
+def test_only_operators_adjust(make_user, api):
     # given
     red = Team.objects.create(name="red")
     _, tess = make_user("tess", role="team_admin", team=red)
@@ -72,7 +72,7 @@ def test_only_operators_adjust(make_user, api):  # type: ignore[no-untyped-def]
     assert not LedgerEntry.objects.exists()
 
 
-def test_admin_action_asks_then_adjusts_each_selected_user(client, operator, make_user):  # type: ignore[no-untyped-def]
+def test_admin_action_asks_then_adjusts_each_selected_user(client, operator, make_user):
     # given
     client.force_login(operator[0])
     bob, _ = make_user("bob")
@@ -98,7 +98,7 @@ def test_admin_action_asks_then_adjusts_each_selected_user(client, operator, mak
     assert notes == {(bob.pk, -250_000, "fee", operator[0].pk), (ann.pk, -250_000, "fee", operator[0].pk)}
 
 
-def test_team_admins_do_not_get_the_adjust_action(client, make_user):  # type: ignore[no-untyped-def]
+def test_team_admins_do_not_get_the_adjust_action(client, make_user):
     # given
     red = Team.objects.create(name="red")
     tess, _ = make_user("tess", role="team_admin", team=red, password="tess-password-1")

@@ -15,13 +15,13 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def fast_passwords(settings):  # type: ignore[no-untyped-def]
+def fast_passwords(settings):
     # Real hashing costs ~0.3 s a password; what is tested here is who gets in.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
-def teams(make_user):  # type: ignore[no-untyped-def]
+def teams(make_user):
     """Team red (admin tess, member rita) and team blue (member bert), each with a token."""
     red, blue = Team.objects.create(name="red"), Team.objects.create(name="blue")
     tess, _ = make_user("tess", role="team_admin", team=red, password="tess-password-1")
@@ -33,7 +33,7 @@ def teams(make_user):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def team_admin_client(client, teams):  # type: ignore[no-untyped-def]
+def team_admin_client(client, teams):
     client.force_login(teams["tess"])
     return client
 
@@ -50,7 +50,7 @@ def usage_row(user: User, request_id: str, model: str) -> UsageLog:
     )
 
 
-def test_a_member_cannot_log_in(client, make_user) -> None:  # type: ignore[no-untyped-def]
+def test_a_member_cannot_log_in(client, make_user) -> None:
     # given
     make_user("mel", password="mel-password-123")
     # when
@@ -63,7 +63,7 @@ def test_a_member_cannot_log_in(client, make_user) -> None:  # type: ignore[no-u
     assert index["Location"].startswith("/admin/login/")
 
 
-def test_a_member_with_a_session_is_still_refused(client, make_user) -> None:  # type: ignore[no-untyped-def]
+def test_a_member_with_a_session_is_still_refused(client, make_user) -> None:
     # given
     mel, _ = make_user("mel")
     client.force_login(mel)
@@ -74,7 +74,7 @@ def test_a_member_with_a_session_is_still_refused(client, make_user) -> None:  #
     assert response["Location"].startswith("/admin/login/")
 
 
-def test_a_team_admin_logs_in_and_sees_only_team_pages(client, teams) -> None:  # type: ignore[no-untyped-def]
+def test_a_team_admin_logs_in_and_sees_only_team_pages(client, teams) -> None:
     # when
     login = client.post("/admin/login/?next=/admin/", {"username": "tess", "password": "tess-password-1"})
     index = client.get("/admin/").content.decode()
@@ -92,7 +92,7 @@ def test_a_team_admin_logs_in_and_sees_only_team_pages(client, teams) -> None:  
         assert url not in index
 
 
-def test_a_team_admin_sees_only_their_teams_users(team_admin_client, teams, operator) -> None:  # type: ignore[no-untyped-def]
+def test_a_team_admin_sees_only_their_teams_users(team_admin_client, teams, operator) -> None:
     # given
     operator[0].team = teams["red"]
     operator[0].save()
@@ -107,7 +107,7 @@ def test_a_team_admin_sees_only_their_teams_users(team_admin_client, teams, oper
     assert other.status_code == 302  # "does not exist"
 
 
-def test_a_team_admin_sees_only_their_teams_tokens(team_admin_client, teams) -> None:  # type: ignore[no-untyped-def]
+def test_a_team_admin_sees_only_their_teams_tokens(team_admin_client, teams) -> None:
     # given
     bert_token = Token.objects.get(name="bert-server")
     # when
@@ -125,7 +125,7 @@ def test_a_team_admin_sees_only_their_teams_tokens(team_admin_client, teams) -> 
     assert bert_token.status == Token.Status.ACTIVE
 
 
-def test_a_team_admin_issues_tokens_only_to_their_team(team_admin_client, teams) -> None:  # type: ignore[no-untyped-def]
+def test_a_team_admin_issues_tokens_only_to_their_team(team_admin_client, teams) -> None:
     # given
     form = {"name": "new", "quota_usd": "5", "models": "", "subnets": ""}
     # when
@@ -141,7 +141,7 @@ def test_a_team_admin_issues_tokens_only_to_their_team(team_admin_client, teams)
     assert token.key_prefix[:7] in issued.content.decode()
 
 
-def test_a_team_admin_sees_only_their_teams_usage(team_admin_client, teams) -> None:  # type: ignore[no-untyped-def]
+def test_a_team_admin_sees_only_their_teams_usage(team_admin_client, teams) -> None:
     # given
     usage_row(teams["rita"], "req-red", "red-model")
     usage_row(teams["bert"], "req-blue", "blue-model")
@@ -164,14 +164,14 @@ def test_a_team_admin_sees_only_their_teams_usage(team_admin_client, teams) -> N
         "/admin/billing/user/{bert}/delete/",
     ],
 )
-def test_a_team_admin_is_refused_operator_pages(team_admin_client, teams, url) -> None:  # type: ignore[no-untyped-def]
+def test_a_team_admin_is_refused_operator_pages(team_admin_client, teams, url) -> None:
     # when
     response = team_admin_client.get(url.format(bert=teams["bert"].pk))
     # then
     assert response.status_code in (403, 404)
 
 
-def test_a_team_admin_gets_403_on_a_channel(team_admin_client) -> None:  # type: ignore[no-untyped-def]
+def test_a_team_admin_gets_403_on_a_channel(team_admin_client) -> None:
     # given
     channel = create_channel(name="main", type="openai", keys=["sk-provider-key-000000001"])
     # when
@@ -180,7 +180,7 @@ def test_a_team_admin_gets_403_on_a_channel(team_admin_client) -> None:  # type:
     assert response.status_code == 403
 
 
-def test_a_team_admin_sees_only_their_own_team(team_admin_client, teams) -> None:  # type: ignore[no-untyped-def]
+def test_a_team_admin_sees_only_their_own_team(team_admin_client, teams) -> None:
     # when
     page = team_admin_client.get("/admin/billing/team/").content.decode()
     own = team_admin_client.get(f"/admin/billing/team/{teams['red'].pk}/change/")
@@ -192,7 +192,7 @@ def test_a_team_admin_sees_only_their_own_team(team_admin_client, teams) -> None
     assert other.status_code == 302
 
 
-def test_a_team_admin_adds_members_only_to_their_team(team_admin_client, teams) -> None:  # type: ignore[no-untyped-def]
+def test_a_team_admin_adds_members_only_to_their_team(team_admin_client, teams) -> None:
     # when
     response = team_admin_client.post(
         "/admin/billing/user/add/",
@@ -212,7 +212,7 @@ def test_a_team_admin_adds_members_only_to_their_team(team_admin_client, teams) 
     assert "Access token for newbie: <code>op-" in response.content.decode()
 
 
-def test_a_team_admin_cannot_promote_a_member(team_admin_client, teams) -> None:  # type: ignore[no-untyped-def]
+def test_a_team_admin_cannot_promote_a_member(team_admin_client, teams) -> None:
     # given
     rita = teams["rita"]
     # when
@@ -226,7 +226,7 @@ def test_a_team_admin_cannot_promote_a_member(team_admin_client, teams) -> None:
     assert (rita.email, rita.role, rita.team) == ("r@x.io", User.Role.MEMBER, teams["red"])
 
 
-def test_another_team_admin_is_view_only_and_shows_no_password_hash(team_admin_client, teams, make_user) -> None:  # type: ignore[no-untyped-def]
+def test_another_team_admin_is_view_only_and_shows_no_password_hash(team_admin_client, teams, make_user) -> None:
     # given
     tom, _ = make_user("tom", role="team_admin", team=teams["red"], password="tom-password-123")
     # when
@@ -240,7 +240,7 @@ def test_another_team_admin_is_view_only_and_shows_no_password_hash(team_admin_c
     assert change.status_code == 403
 
 
-def test_ledger_entries_are_read_only_even_for_operators(client, operator, make_user) -> None:  # type: ignore[no-untyped-def]
+def test_ledger_entries_are_read_only_even_for_operators(client, operator, make_user) -> None:
     # given
     client.force_login(operator[0])
     alice, _ = make_user("alice")
@@ -264,7 +264,7 @@ def test_ledger_entries_are_read_only_even_for_operators(client, operator, make_
     assert LedgerEntry.objects.get().amount == 5_000_000
 
 
-def test_usage_is_read_only_and_priced_in_usd(client, operator, make_user) -> None:  # type: ignore[no-untyped-def]
+def test_usage_is_read_only_and_priced_in_usd(client, operator, make_user) -> None:
     # given
     client.force_login(operator[0])
     alice, _ = make_user("alice")
@@ -279,7 +279,7 @@ def test_usage_is_read_only_and_priced_in_usd(client, operator, make_user) -> No
     assert delete.status_code == 403
 
 
-def test_user_pages_show_balance_in_usd_and_no_hashes(client, operator, make_user) -> None:  # type: ignore[no-untyped-def]
+def test_user_pages_show_balance_in_usd_and_no_hashes(client, operator, make_user) -> None:
     # given
     client.force_login(operator[0])
     alice, _ = make_user("alice", password="alice-password-1")
@@ -297,7 +297,7 @@ def test_user_pages_show_balance_in_usd_and_no_hashes(client, operator, make_use
             assert part not in page
 
 
-def test_rotating_an_access_token_shows_the_new_one_once(client, operator, make_user) -> None:  # type: ignore[no-untyped-def]
+def test_rotating_an_access_token_shows_the_new_one_once(client, operator, make_user) -> None:
     # given
     client.force_login(operator[0])
     alice, old_token = make_user("alice")
@@ -314,7 +314,7 @@ def test_rotating_an_access_token_shows_the_new_one_once(client, operator, make_
     assert new_token not in client.get(f"/admin/billing/user/{alice.pk}/change/").content.decode()
 
 
-def test_operator_creates_a_user_with_role_group_and_team(client, operator, teams) -> None:  # type: ignore[no-untyped-def]
+def test_operator_creates_a_user_with_role_group_and_team(client, operator, teams) -> None:
     # given
     client.force_login(operator[0])
     # when
@@ -338,7 +338,7 @@ def test_operator_creates_a_user_with_role_group_and_team(client, operator, team
     assert ada.access_token_hash
 
 
-def test_a_team_admin_picks_token_owners_only_from_their_team(team_admin_client, teams) -> None:  # type: ignore[no-untyped-def]
+def test_a_team_admin_picks_token_owners_only_from_their_team(team_admin_client, teams) -> None:
     # when
     response = team_admin_client.get(
         "/admin/autocomplete/", {"app_label": "billing", "model_name": "token", "field_name": "user", "term": ""}
@@ -348,7 +348,7 @@ def test_a_team_admin_picks_token_owners_only_from_their_team(team_admin_client,
     assert {row["text"] for row in response.json()["results"]} == {"rita", "tess"}
 
 
-def test_a_team_admin_sees_usage_detail_without_channels(team_admin_client, teams) -> None:  # type: ignore[no-untyped-def]
+def test_a_team_admin_sees_usage_detail_without_channels(team_admin_client, teams) -> None:
     # given
     channel = create_channel(name="secret-upstream-account", type="openai", keys=["sk-provider-key-000000002"])
     row = usage_row(teams["rita"], "req-red", "red-model")

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db
 PRICES = "/admin/billing/modelprice/"
 
 
-def test_prices_are_edited_in_the_list(client, operator) -> None:  # type: ignore[no-untyped-def]
+def test_prices_are_edited_in_the_list(client, operator) -> None:
     # given
     client.force_login(operator[0])
     price = ModelPrice.objects.create(model="house-model-x", input=Decimal("1.5"), output=Decimal(3))
@@ -37,7 +37,7 @@ def test_prices_are_edited_in_the_list(client, operator) -> None:  # type: ignor
     assert (price.input, price.output, price.cached_input) == (Decimal("2.25"), Decimal(4), None)
 
 
-def test_a_price_for_one_channel_type(client, operator) -> None:  # type: ignore[no-untyped-def]
+def test_a_price_for_one_channel_type(client, operator) -> None:
     # given
     client.force_login(operator[0])
     form = {"model": "house-model-y", "channel_type": "deepseek", "input": "0.27", "output": "1.1"}

@@ -16,11 +16,11 @@ pytestmark = pytest.mark.django_db
 CODES = "/admin/billing/redemptioncode/"
 
 
-def rows(response) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
+def rows(response) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(response.content.decode())))
 
 
-def test_operator_creates_a_batch_and_downloads_it(client, operator) -> None:  # type: ignore[no-untyped-def]
+def test_operator_creates_a_batch_and_downloads_it(client, operator) -> None:
     # given
     client.force_login(operator[0])
     # when
@@ -47,7 +47,7 @@ def test_operator_creates_a_batch_and_downloads_it(client, operator) -> None:  #
     assert stored.first().created_by == operator[0]
 
 
-def test_export_action_shows_who_redeemed_what(client, operator, make_user) -> None:  # type: ignore[no-untyped-def]
+def test_export_action_shows_who_redeemed_what(client, operator, make_user) -> None:
     # given
     client.force_login(operator[0])
     bob, _ = make_user("bob")
@@ -61,7 +61,7 @@ def test_export_action_shows_who_redeemed_what(client, operator, make_user) -> N
     assert exported == {first.code: ("unused", ""), second.code: ("redeemed", "bob")}
 
 
-def test_the_status_filter(client, operator, make_user) -> None:  # type: ignore[no-untyped-def]
+def test_the_status_filter(client, operator, make_user) -> None:
     # given
     client.force_login(operator[0])
     bob, _ = make_user("bob")
@@ -75,7 +75,7 @@ def test_the_status_filter(client, operator, make_user) -> None:  # type: ignore
     assert shown == {"unused": {unused.code}, "redeemed": {redeemed.code}, "expired": {expired.code}}
 
 
-def test_a_redeemed_code_cannot_be_deleted(client, operator, make_user) -> None:  # type: ignore[no-untyped-def]
+def test_a_redeemed_code_cannot_be_deleted(client, operator, make_user) -> None:
     # given
     client.force_login(operator[0])
     bob, _ = make_user("bob")
@@ -95,7 +95,7 @@ def test_a_redeemed_code_cannot_be_deleted(client, operator, make_user) -> None:
     assert list(RedemptionCode.objects.values_list("pk", flat=True)) == [spent.pk]
 
 
-def test_team_admins_never_see_codes(client, make_user) -> None:  # type: ignore[no-untyped-def]
+def test_team_admins_never_see_codes(client, make_user) -> None:
     # given
     red = Team.objects.create(name="red")
     tess, _ = make_user("tess", role="team_admin", team=red)

@@ -18,7 +18,7 @@ KEY = re.compile(r"sk-[A-Za-z0-9]{48}")
 
 
 @pytest.fixture
-def operator_client(client, operator):  # type: ignore[no-untyped-def]
+def operator_client(client, operator):
     client.force_login(operator[0])
     return client
 
@@ -41,7 +41,7 @@ def token_form(user_id: int, **overrides: Any) -> dict[str, Any]:
     return data
 
 
-def test_adding_a_token_shows_its_key_exactly_once(operator_client, make_user) -> None:  # type: ignore[no-untyped-def]
+def test_adding_a_token_shows_its_key_exactly_once(operator_client, make_user) -> None:
     # given
     alice, _ = make_user("alice")
     # when
@@ -72,7 +72,7 @@ def test_adding_a_token_shows_its_key_exactly_once(operator_client, make_user) -
     assert token.key_prefix in operator_client.get(TOKENS).content.decode()
 
 
-def test_the_key_cannot_be_edited(operator_client, make_user) -> None:  # type: ignore[no-untyped-def]
+def test_the_key_cannot_be_edited(operator_client, make_user) -> None:
     # given
     alice, _ = make_user("alice")
     token, key = services.create_token(user=alice, name="ci")
@@ -89,7 +89,7 @@ def test_the_key_cannot_be_edited(operator_client, make_user) -> None:  # type: 
     assert token.quota == 1_000_000
 
 
-def test_quota_and_usage_are_listed_in_usd(operator_client, make_user) -> None:  # type: ignore[no-untyped-def]
+def test_quota_and_usage_are_listed_in_usd(operator_client, make_user) -> None:
     # given
     alice, _ = make_user("alice")
     token, _ = services.create_token(user=alice, name="ci", quota=2_500_000)
@@ -102,7 +102,7 @@ def test_quota_and_usage_are_listed_in_usd(operator_client, make_user) -> None: 
     assert 'name="quota_usd" value="2.500000"' in form
 
 
-def test_bad_subnets_are_refused(operator_client, make_user) -> None:  # type: ignore[no-untyped-def]
+def test_bad_subnets_are_refused(operator_client, make_user) -> None:
     # given
     alice, _ = make_user("alice")
     # when
@@ -113,7 +113,7 @@ def test_bad_subnets_are_refused(operator_client, make_user) -> None:  # type: i
     assert not Token.objects.exists()
 
 
-def test_disable_action_and_delete_of_an_unused_token(operator_client, make_user) -> None:  # type: ignore[no-untyped-def]
+def test_disable_action_and_delete_of_an_unused_token(operator_client, make_user) -> None:
     # given
     alice, _ = make_user("alice")
     token, _ = services.create_token(user=alice, name="ci")

@@ -9,7 +9,7 @@ from billing import services
 pytestmark = pytest.mark.django_db
 
 
-def _error(response) -> dict:  # type: ignore[no-untyped-def]
+def _error(response) -> dict:
     assert response["Content-Type"] == "application/json"
     body = response.json()
     assert set(body) == {"error"}
@@ -18,7 +18,7 @@ def _error(response) -> dict:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("path", ["/api/me/", "/api/users/", "/api/tokens/", "/api/usage/", "/api/channels/"])
-def test_no_credentials_is_401(api, path):  # type: ignore[no-untyped-def]
+def test_no_credentials_is_401(api, path):
     # when
     response = api().get(path)
     # then
@@ -28,7 +28,7 @@ def test_no_credentials_is_401(api, path):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("header", ["Bearer op-wrong", "Bearer ", "Basic dXNlcjpwYXNz", "op-no-scheme"])
-def test_a_wrong_access_token_is_401(db, api, header):  # type: ignore[no-untyped-def]
+def test_a_wrong_access_token_is_401(db, api, header):
     # given
     client = api()
     client.credentials(HTTP_AUTHORIZATION=header)
@@ -39,7 +39,7 @@ def test_a_wrong_access_token_is_401(db, api, header):  # type: ignore[no-untype
     assert _error(response)["code"] == "authentication_failed"
 
 
-def test_a_relay_key_is_refused_on_the_management_api(make_user, api):  # type: ignore[no-untyped-def]
+def test_a_relay_key_is_refused_on_the_management_api(make_user, api):
     # given: a perfectly valid relay key of an operator
     user, _ = make_user("boss", role="operator")
     _, key = services.create_token(user=user, name="relay")
@@ -50,7 +50,7 @@ def test_a_relay_key_is_refused_on_the_management_api(make_user, api):  # type: 
     assert "sk-" in _error(response)["message"]
 
 
-def test_a_disabled_user_is_401(make_user, api):  # type: ignore[no-untyped-def]
+def test_a_disabled_user_is_401(make_user, api):
     # given
     user, access = make_user("bob")
     user.is_active = False
@@ -62,7 +62,7 @@ def test_a_disabled_user_is_401(make_user, api):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("path", ["/api/users/", "/api/tokens/", "/api/channels/"])
-def test_malformed_json_is_400(operator, api, path):  # type: ignore[no-untyped-def]
+def test_malformed_json_is_400(operator, api, path):
     # when
     response = api(operator[1]).post(path, data='{"name": ', content_type="application/json")
     # then
@@ -73,7 +73,7 @@ def test_malformed_json_is_400(operator, api, path):  # type: ignore[no-untyped-
 
 
 @pytest.mark.parametrize("body", ["[1, 2]", '"just a string"', "42", "null"])
-def test_a_json_body_that_is_not_an_object_is_400(operator, api, body):  # type: ignore[no-untyped-def]
+def test_a_json_body_that_is_not_an_object_is_400(operator, api, body):
     # when
     response = api(operator[1]).post("/api/tokens/", data=body, content_type="application/json")
     # then
@@ -82,7 +82,7 @@ def test_a_json_body_that_is_not_an_object_is_400(operator, api, body):  # type:
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"])
-def test_a_non_json_body_is_415(operator, api, content_type):  # type: ignore[no-untyped-def]
+def test_a_non_json_body_is_415(operator, api, content_type):
     # when
     response = api(operator[1]).post("/api/tokens/", data="name=x", content_type=content_type)
     # then
@@ -90,7 +90,7 @@ def test_a_non_json_body_is_415(operator, api, content_type):  # type: ignore[no
     assert _error(response)["code"] == "unsupported_media_type"
 
 
-def test_a_malformed_patch_body_is_400(make_user, api):  # type: ignore[no-untyped-def]
+def test_a_malformed_patch_body_is_400(make_user, api):
     # given
     bob, access = make_user("bob")
     token, _ = services.create_token(user=bob, name="t")
@@ -105,7 +105,7 @@ def test_a_malformed_patch_body_is_400(make_user, api):  # type: ignore[no-untyp
     "path",
     ["/api/users/424242/", "/api/users/abc/", "/api/tokens/424242/", "/api/channels/424242/", "/api/channels/x/"],
 )
-def test_an_unknown_id_is_404(operator, api, path):  # type: ignore[no-untyped-def]
+def test_an_unknown_id_is_404(operator, api, path):
     # when
     response = api(operator[1]).get(path)
     # then
@@ -113,7 +113,7 @@ def test_an_unknown_id_is_404(operator, api, path):  # type: ignore[no-untyped-d
     assert _error(response)["code"] == "not_found"
 
 
-def test_a_method_the_route_lacks_is_405(operator, api):  # type: ignore[no-untyped-def]
+def test_a_method_the_route_lacks_is_405(operator, api):
     # when
     response = api(operator[1]).put(f"/api/users/{operator[0].pk}/", {"role": "member"}, format="json")
     # then
@@ -121,7 +121,7 @@ def test_a_method_the_route_lacks_is_405(operator, api):  # type: ignore[no-unty
     assert _error(response)["code"] == "method_not_allowed"
 
 
-def test_routes_answer_without_the_trailing_slash(operator, api):  # type: ignore[no-untyped-def]
+def test_routes_answer_without_the_trailing_slash(operator, api):
     # when: a POST must not be redirected (the redirect would drop its body)
     response = api(operator[1]).post("/api/tokens", {"name": "no-slash"}, format="json")
     # then

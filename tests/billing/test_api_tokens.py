@@ -20,7 +20,7 @@ TOKEN_FIELDS = {
 
 
 @pytest.fixture
-def team():  # type: ignore[no-untyped-def]
+def team():
     return Team.objects.create(name="red")
 
 
@@ -36,7 +36,7 @@ def _usage(token: Token) -> UsageLog:
     )
 
 
-def test_create_shows_the_key_once_and_stores_only_its_sha256(make_user, api):  # type: ignore[no-untyped-def]
+def test_create_shows_the_key_once_and_stores_only_its_sha256(make_user, api):
     # given
     user, access = make_user("bob")
     # when
@@ -77,7 +77,7 @@ def test_create_shows_the_key_once_and_stores_only_its_sha256(make_user, api):  
         assert b'"key"' not in again.content
 
 
-def test_a_token_with_no_limits_is_unlimited(make_user, api):  # type: ignore[no-untyped-def]
+def test_a_token_with_no_limits_is_unlimited(make_user, api):
     # given
     _, access = make_user("bob")
     # when
@@ -89,7 +89,7 @@ def test_a_token_with_no_limits_is_unlimited(make_user, api):  # type: ignore[no
     assert body["status"] == "active"
 
 
-def test_create_disabled(make_user, api):  # type: ignore[no-untyped-def]
+def test_create_disabled(make_user, api):
     # given
     _, access = make_user("bob")
     # when
@@ -120,7 +120,7 @@ def test_create_disabled(make_user, api):  # type: ignore[no-untyped-def]
         ({}, "name"),
     ],
 )
-def test_invalid_token_fields_are_a_400(make_user, operator, api, body, field):  # type: ignore[no-untyped-def]
+def test_invalid_token_fields_are_a_400(make_user, operator, api, body, field):
     # when
     response = api(operator[1]).post("/api/tokens/", body, format="json")
     # then
@@ -129,7 +129,7 @@ def test_invalid_token_fields_are_a_400(make_user, operator, api, body, field): 
     assert not Token.objects.exists()
 
 
-def test_zero_quota_is_allowed(make_user, api):  # type: ignore[no-untyped-def]
+def test_zero_quota_is_allowed(make_user, api):
     # given
     _, access = make_user("bob")
     # when
@@ -139,7 +139,7 @@ def test_zero_quota_is_allowed(make_user, api):  # type: ignore[no-untyped-def]
     assert response.json()["quota_usd"] == "0.000000"
 
 
-def test_a_member_creates_only_for_themselves(make_user, api):  # type: ignore[no-untyped-def]
+def test_a_member_creates_only_for_themselves(make_user, api):
     # given
     _, access = make_user("bob")
     other, _ = make_user("eve")
@@ -150,7 +150,7 @@ def test_a_member_creates_only_for_themselves(make_user, api):  # type: ignore[n
     assert not Token.objects.exists()
 
 
-def test_a_team_admin_creates_for_their_members_only(make_user, team, api):  # type: ignore[no-untyped-def]
+def test_a_team_admin_creates_for_their_members_only(make_user, team, api):
     # given
     _, admin_access = make_user("tess", role="team_admin", team=team)
     mate, _ = make_user("mate", team=team)
@@ -164,7 +164,7 @@ def test_a_team_admin_creates_for_their_members_only(make_user, team, api):  # t
     assert list(Token.objects.values_list("user_id", flat=True)) == [mate.pk]
 
 
-def test_operators_create_for_anyone(operator, make_user, api):  # type: ignore[no-untyped-def]
+def test_operators_create_for_anyone(operator, make_user, api):
     # given
     bob, _ = make_user("bob")
     # when
@@ -173,7 +173,7 @@ def test_operators_create_for_anyone(operator, make_user, api):  # type: ignore[
     assert response.status_code == 201 and response.json()["user"] == bob.pk
 
 
-def test_list_is_scoped_by_role(operator, make_user, team, api):  # type: ignore[no-untyped-def]
+def test_list_is_scoped_by_role(operator, make_user, team, api):
     # given
     from billing import services
 
@@ -193,7 +193,7 @@ def test_list_is_scoped_by_role(operator, make_user, team, api):  # type: ignore
     assert names["mate"] == {"mate-key"}
 
 
-def test_list_filters_by_user(operator, make_user, api):  # type: ignore[no-untyped-def]
+def test_list_filters_by_user(operator, make_user, api):
     # given
     from billing import services
 
@@ -211,7 +211,7 @@ def test_list_filters_by_user(operator, make_user, api):  # type: ignore[no-unty
     assert bad.status_code == 400
 
 
-def test_a_member_cannot_see_another_users_token(make_user, api):  # type: ignore[no-untyped-def]
+def test_a_member_cannot_see_another_users_token(make_user, api):
     # given
     from billing import services
 
@@ -228,7 +228,7 @@ def test_a_member_cannot_see_another_users_token(make_user, api):  # type: ignor
     assert token.status == "active"
 
 
-def test_patch_returns_the_whole_token(make_user, api):  # type: ignore[no-untyped-def]
+def test_patch_returns_the_whole_token(make_user, api):
     # given
     from billing import services
 
@@ -253,7 +253,7 @@ def test_patch_returns_the_whole_token(make_user, api):  # type: ignore[no-untyp
 
 
 @pytest.mark.parametrize("body", [{"user": 1}, {"used_usd": "0"}, {"key_prefix": "sk-x"}, {"subnets": ["999.1.1.1"]}])
-def test_patch_rejects_read_only_and_bad_fields(make_user, api, body):  # type: ignore[no-untyped-def]
+def test_patch_rejects_read_only_and_bad_fields(make_user, api, body):
     # given
     from billing import services
 
@@ -265,7 +265,7 @@ def test_patch_rejects_read_only_and_bad_fields(make_user, api, body):  # type: 
     assert response.status_code == 400
 
 
-def test_a_team_admin_sees_but_cannot_change_an_operators_token(make_user, team, api):  # type: ignore[no-untyped-def]
+def test_a_team_admin_sees_but_cannot_change_an_operators_token(make_user, team, api):
     # given
     from billing import services
 
@@ -280,7 +280,7 @@ def test_a_team_admin_sees_but_cannot_change_an_operators_token(make_user, team,
     assert changed.status_code == 403
 
 
-def test_deleting_an_unused_token_removes_it(make_user, api):  # type: ignore[no-untyped-def]
+def test_deleting_an_unused_token_removes_it(make_user, api):
     # given
     from billing import services
 
@@ -293,7 +293,7 @@ def test_deleting_an_unused_token_removes_it(make_user, api):  # type: ignore[no
     assert not Token.objects.filter(pk=token.pk).exists()
 
 
-def test_deleting_a_used_token_disables_and_hides_it(make_user, api):  # type: ignore[no-untyped-def]
+def test_deleting_a_used_token_disables_and_hides_it(make_user, api):
     # given
     from billing import services
 
@@ -312,7 +312,7 @@ def test_deleting_a_used_token_disables_and_hides_it(make_user, api):  # type: i
     assert api(access).get("/api/usage/").json()["results"][0]["token"] == token.pk == usage.token_id
 
 
-def test_unknown_token_is_404(operator, api):  # type: ignore[no-untyped-def]
+def test_unknown_token_is_404(operator, api):
     # when
     responses = [api(operator[1]).get(path) for path in ("/api/tokens/99999/", "/api/tokens/abc/")]
     # then

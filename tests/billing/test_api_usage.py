@@ -20,7 +20,7 @@ ROW_FIELDS = {
 }  # fmt: skip
 
 
-def _usage(user, *, at: str = "2025-03-01T12:00:00+00:00", **fields) -> UsageLog:  # type: ignore[no-untyped-def]
+def _usage(user, *, at: str = "2025-03-01T12:00:00+00:00", **fields) -> UsageLog:
     return UsageLog.objects.create(
         request_id=uuid.uuid4().hex,
         created_at=datetime.fromisoformat(at),
@@ -32,7 +32,7 @@ def _usage(user, *, at: str = "2025-03-01T12:00:00+00:00", **fields) -> UsageLog
     )
 
 
-def test_rows_carry_the_contract_fields(make_user, api):  # type: ignore[no-untyped-def]
+def test_rows_carry_the_contract_fields(make_user, api):
     # given
     bob, access = make_user("bob")
     token, _ = services.create_token(user=bob, name="t")
@@ -70,7 +70,7 @@ def test_rows_carry_the_contract_fields(make_user, api):  # type: ignore[no-unty
     assert b"sk-upstream-1234567890" not in response.content
 
 
-def test_visibility_by_role(operator, make_user, api):  # type: ignore[no-untyped-def]
+def test_visibility_by_role(operator, make_user, api):
     # given
     team = Team.objects.create(name="red")
     admin, admin_access = make_user("tess", role="team_admin", team=team)
@@ -89,7 +89,7 @@ def test_visibility_by_role(operator, make_user, api):  # type: ignore[no-untype
     assert seen["mate"] == {mate.pk}
 
 
-def test_filters(operator, make_user, api):  # type: ignore[no-untyped-def]
+def test_filters(operator, make_user, api):
     # given
     bob, _ = make_user("bob")
     eve, _ = make_user("eve")
@@ -120,7 +120,7 @@ def test_filters(operator, make_user, api):  # type: ignore[no-untyped-def]
     ("query", "param"),
     [("since=yesterday", "since"), ("until=2025-13-01", "until"), ("user=bob", "user"), ("token=1.5", "token")],
 )
-def test_bad_filter_values_are_a_clear_400(operator, api, query, param):  # type: ignore[no-untyped-def]
+def test_bad_filter_values_are_a_clear_400(operator, api, query, param):
     # when
     response = api(operator[1]).get(f"/api/usage/?{query}")
     # then
@@ -130,7 +130,7 @@ def test_bad_filter_values_are_a_clear_400(operator, api, query, param):  # type
     assert error["message"].startswith(f"{param}: ")
 
 
-def test_a_member_filtering_for_another_user_sees_nothing(make_user, api):  # type: ignore[no-untyped-def]
+def test_a_member_filtering_for_another_user_sees_nothing(make_user, api):
     # given
     _, access = make_user("bob")
     eve, _ = make_user("eve")
@@ -142,7 +142,7 @@ def test_a_member_filtering_for_another_user_sees_nothing(make_user, api):  # ty
     assert response.json()["count"] == 0
 
 
-def test_pagination(operator, api):  # type: ignore[no-untyped-def]
+def test_pagination(operator, api):
     # given
     for _ in range(3):
         _usage(operator[0])

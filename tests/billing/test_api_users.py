@@ -11,16 +11,16 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def team():  # type: ignore[no-untyped-def]
+def team():
     return Team.objects.create(name="red")
 
 
 @pytest.fixture
-def team_admin(make_user, team):  # type: ignore[no-untyped-def]
+def team_admin(make_user, team):
     return make_user("tess", role="team_admin", team=team)
 
 
-def test_operator_creates_a_user_and_sees_the_access_token_once(operator, api):  # type: ignore[no-untyped-def]
+def test_operator_creates_a_user_and_sees_the_access_token_once(operator, api):
     # given
     Group.objects.create(name="vip")
     Team.objects.create(name="blue")
@@ -48,7 +48,7 @@ def test_operator_creates_a_user_and_sees_the_access_token_once(operator, api): 
     assert "access_token" not in api(operator[1]).get(f"/api/users/{bob.pk}/").json()
 
 
-def test_a_user_created_without_group_is_in_default(operator, api):  # type: ignore[no-untyped-def]
+def test_a_user_created_without_group_is_in_default(operator, api):
     # when
     response = api(operator[1]).post("/api/users/", {"username": "nogroup"}, format="json")
     # then
@@ -70,7 +70,7 @@ def test_a_user_created_without_group_is_in_default(operator, api):  # type: ign
         ({"password": "long enough pw"}, "username"),
     ],
 )
-def test_invalid_user_fields_are_a_400(operator, api, body, field):  # type: ignore[no-untyped-def]
+def test_invalid_user_fields_are_a_400(operator, api, body, field):
     # when
     response = api(operator[1]).post("/api/users/", body, format="json")
     # then
@@ -81,7 +81,7 @@ def test_invalid_user_fields_are_a_400(operator, api, body, field):  # type: ign
     assert field in error["message"]
 
 
-def test_team_admin_creates_members_of_their_own_team(team_admin, team, api):  # type: ignore[no-untyped-def]
+def test_team_admin_creates_members_of_their_own_team(team_admin, team, api):
     # when
     response = api(team_admin[1]).post("/api/users/", {"username": "mia"}, format="json")
     # then
@@ -95,7 +95,7 @@ def test_team_admin_creates_members_of_their_own_team(team_admin, team, api):  #
     "extra",
     [{"role": "operator"}, {"role": "team_admin"}, {"team": "blue"}, {"team": None}, {"group": "vip"}],
 )
-def test_team_admin_cannot_create_outside_their_team_or_role(team_admin, api, extra):  # type: ignore[no-untyped-def]
+def test_team_admin_cannot_create_outside_their_team_or_role(team_admin, api, extra):
     # given
     Team.objects.create(name="blue")
     Group.objects.create(name="vip")
@@ -107,7 +107,7 @@ def test_team_admin_cannot_create_outside_their_team_or_role(team_admin, api, ex
     assert not User.objects.filter(username="eve").exists()
 
 
-def test_members_cannot_create_users(make_user, api):  # type: ignore[no-untyped-def]
+def test_members_cannot_create_users(make_user, api):
     # given
     _, token = make_user("m")
     # when
@@ -117,7 +117,7 @@ def test_members_cannot_create_users(make_user, api):  # type: ignore[no-untyped
     assert not User.objects.filter(username="other").exists()
 
 
-def test_list_is_scoped_by_role(operator, team_admin, team, make_user, api):  # type: ignore[no-untyped-def]
+def test_list_is_scoped_by_role(operator, team_admin, team, make_user, api):
     # given
     _, mate_token = make_user("mate", team=team)
     make_user("out")
@@ -132,7 +132,7 @@ def test_list_is_scoped_by_role(operator, team_admin, team, make_user, api):  # 
     assert as_member["count"] == 1 and as_member["results"][0]["username"] == "mate"
 
 
-def test_detail_outside_visibility_is_404(team_admin, make_user, api):  # type: ignore[no-untyped-def]
+def test_detail_outside_visibility_is_404(team_admin, make_user, api):
     # given
     outsider, outsider_token = make_user("out")
     # when
@@ -144,7 +144,7 @@ def test_detail_outside_visibility_is_404(team_admin, make_user, api):  # type: 
     assert by_admin.json()["error"]["code"] == "not_found"
 
 
-def test_detail_never_shows_hashes(operator, make_user, api):  # type: ignore[no-untyped-def]
+def test_detail_never_shows_hashes(operator, make_user, api):
     # given
     user, _ = make_user("bob", password="correct horse battery")
     # when
@@ -160,7 +160,7 @@ def test_detail_never_shows_hashes(operator, make_user, api):  # type: ignore[no
     assert user.password.encode() not in response.content
 
 
-def test_operator_patches_group_team_role_and_active(operator, make_user, api):  # type: ignore[no-untyped-def]
+def test_operator_patches_group_team_role_and_active(operator, make_user, api):
     # given
     user, token = make_user("bob")
     Group.objects.create(name="vip")
@@ -181,7 +181,7 @@ def test_operator_patches_group_team_role_and_active(operator, make_user, api): 
     assert api(token).get("/api/me/").status_code == 401  # deactivated
 
 
-def test_patch_does_not_overwrite_a_balance_moved_meanwhile(operator, make_user, api):  # type: ignore[no-untyped-def]
+def test_patch_does_not_overwrite_a_balance_moved_meanwhile(operator, make_user, api):
     # given: the relay settles a charge with a plain UPDATE while the API works
     user, _ = make_user("bob")
     User.objects.filter(pk=user.pk).update(balance=7_000_000)
@@ -194,7 +194,7 @@ def test_patch_does_not_overwrite_a_balance_moved_meanwhile(operator, make_user,
 
 
 @pytest.mark.parametrize("body", [{"balance_usd": "100.000000"}, {"balance": 100}, {"username": "renamed"}])
-def test_nobody_edits_balance_or_username_by_patch(operator, make_user, api, body):  # type: ignore[no-untyped-def]
+def test_nobody_edits_balance_or_username_by_patch(operator, make_user, api, body):
     # given
     user, _ = make_user("bob")
     # when
@@ -205,7 +205,7 @@ def test_nobody_edits_balance_or_username_by_patch(operator, make_user, api, bod
     assert user.balance == 0 and user.username == "bob"
 
 
-def test_only_operators_patch_users(team_admin, team, make_user, api):  # type: ignore[no-untyped-def]
+def test_only_operators_patch_users(team_admin, team, make_user, api):
     # given
     mate, mate_token = make_user("mate", team=team)
     # when
@@ -218,7 +218,7 @@ def test_only_operators_patch_users(team_admin, team, make_user, api):  # type: 
     assert mate.is_active and mate.role == "member"
 
 
-def test_an_operator_cannot_demote_themselves(operator, api):  # type: ignore[no-untyped-def]
+def test_an_operator_cannot_demote_themselves(operator, api):
     # when
     response = api(operator[1]).patch(f"/api/users/{operator[0].pk}/", {"role": "member"}, format="json")
     # then
@@ -227,7 +227,7 @@ def test_an_operator_cannot_demote_themselves(operator, api):  # type: ignore[no
     assert operator[0].is_operator
 
 
-def test_topup_adds_to_balance_through_the_ledger(operator, make_user, api):  # type: ignore[no-untyped-def]
+def test_topup_adds_to_balance_through_the_ledger(operator, make_user, api):
     # given
     user, _ = make_user("bob")
     # when
@@ -266,7 +266,7 @@ def test_topup_adds_to_balance_through_the_ledger(operator, make_user, api):  # 
         [1],
     ],
 )
-def test_bad_topup_amounts_are_a_400(operator, make_user, api, amount):  # type: ignore[no-untyped-def]
+def test_bad_topup_amounts_are_a_400(operator, make_user, api, amount):
     # given
     user, _ = make_user("bob")
     # when
@@ -277,7 +277,7 @@ def test_bad_topup_amounts_are_a_400(operator, make_user, api, amount):  # type:
     assert not LedgerEntry.objects.exists()
 
 
-def test_only_operators_top_up(team_admin, team, make_user, api):  # type: ignore[no-untyped-def]
+def test_only_operators_top_up(team_admin, team, make_user, api):
     # given
     mate, mate_token = make_user("mate", team=team)
     # when
@@ -289,14 +289,14 @@ def test_only_operators_top_up(team_admin, team, make_user, api):  # type: ignor
     assert not LedgerEntry.objects.exists()
 
 
-def test_topup_of_unknown_user_is_404(operator, api):  # type: ignore[no-untyped-def]
+def test_topup_of_unknown_user_is_404(operator, api):
     # when
     response = api(operator[1]).post("/api/users/99999/topup/", {"amount_usd": "5"}, format="json")
     # then
     assert response.status_code == 404
 
 
-def test_a_user_rotates_their_own_access_token(make_user, api):  # type: ignore[no-untyped-def]
+def test_a_user_rotates_their_own_access_token(make_user, api):
     # given
     user, old = make_user("bob")
     # when
@@ -309,7 +309,7 @@ def test_a_user_rotates_their_own_access_token(make_user, api):  # type: ignore[
     assert api(new).get("/api/me/").status_code == 200
 
 
-def test_access_token_rotation_permissions(operator, team_admin, team, make_user, api):  # type: ignore[no-untyped-def]
+def test_access_token_rotation_permissions(operator, team_admin, team, make_user, api):
     # given
     mate, _ = make_user("mate", team=team)
     other_admin, _ = make_user("ann", role="team_admin", team=team)
@@ -322,7 +322,7 @@ def test_access_token_rotation_permissions(operator, team_admin, team, make_user
     assert api(operator[1]).post(f"/api/users/{outsider.pk}/access_token/").status_code == 200
 
 
-def test_me_shows_the_caller_with_balance(make_user, api):  # type: ignore[no-untyped-def]
+def test_me_shows_the_caller_with_balance(make_user, api):
     # given
     user, token = make_user("bob")
     User.objects.filter(pk=user.pk).update(balance=1_234_567)

@@ -34,7 +34,7 @@ def utc(text: str) -> datetime:
         ("month", "2025-12-15 00:00:00", "2025-12-01 00:00:00", "2026-01-01 00:00:00"),
     ],
 )
-def test_period_boundaries_are_utc(period, now, start, end) -> None:  # type: ignore[no-untyped-def]
+def test_period_boundaries_are_utc(period, now, start, end) -> None:
     # when
     got = (period_start(period, utc(now)), period_end(period, utc(now)))
     # then
@@ -53,13 +53,13 @@ def test_other_time_zones_are_converted_to_utc_first() -> None:
 
 
 @pytest.mark.parametrize(("period", "now"), [("year", utc("2025-01-01 00:00:00")), ("day", datetime(2025, 1, 1))])
-def test_unknown_periods_and_naive_times_are_refused(period, now) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_periods_and_naive_times_are_refused(period, now) -> None:
     with pytest.raises(ValueError):
         period_start(period, now)
 
 
 @pytest.mark.django_db
-def test_spent_counts_the_current_period_only(make_user, usage_row) -> None:  # type: ignore[no-untyped-def]
+def test_spent_counts_the_current_period_only(make_user, usage_row) -> None:
     # given: bob's weekly budget, spending on both sides of Monday 2025-03-10 00:00 UTC
     bob, _ = make_user("bob")
     bob.budget, bob.budget_period = 5_000_000, "week"
@@ -80,7 +80,7 @@ def test_spent_counts_the_current_period_only(make_user, usage_row) -> None:  # 
 
 
 @pytest.mark.django_db
-def test_team_spending_is_its_members_spending(make_user, usage_row) -> None:  # type: ignore[no-untyped-def]
+def test_team_spending_is_its_members_spending(make_user, usage_row) -> None:
     # given
     red = Team.objects.create(name="red", budget=1_000_000, budget_period="day")
     rita, _ = make_user("rita", team=red)
@@ -97,7 +97,7 @@ def test_team_spending_is_its_members_spending(make_user, usage_row) -> None:  #
 
 
 @pytest.mark.django_db
-def test_me_shows_budgets_of_the_user_and_the_team(make_user, api, usage_row) -> None:  # type: ignore[no-untyped-def]
+def test_me_shows_budgets_of_the_user_and_the_team(make_user, api, usage_row) -> None:
     # given: spending this month (me is read "now", so the rows are dated now)
     from django.utils import timezone as dj_timezone
 
@@ -125,7 +125,7 @@ def test_me_shows_budgets_of_the_user_and_the_team(make_user, api, usage_row) ->
 
 
 @pytest.mark.django_db
-def test_me_without_budgets(make_user, api) -> None:  # type: ignore[no-untyped-def]
+def test_me_without_budgets(make_user, api) -> None:
     # given
     _, access = make_user("bob")
     # when
@@ -141,7 +141,7 @@ def test_me_without_budgets(make_user, api) -> None:  # type: ignore[no-untyped-
 
 
 @pytest.mark.django_db
-def test_operators_set_a_budget_through_the_api(operator, make_user, api) -> None:  # type: ignore[no-untyped-def]
+def test_operators_set_a_budget_through_the_api(operator, make_user, api) -> None:
     # given
     bob, access = make_user("bob")
     # when
@@ -160,7 +160,7 @@ def test_operators_set_a_budget_through_the_api(operator, make_user, api) -> Non
 
 
 @pytest.mark.django_db
-def test_admin_edits_budgets_in_usd_and_shows_what_is_left(client, operator, make_user) -> None:  # type: ignore[no-untyped-def]
+def test_admin_edits_budgets_in_usd_and_shows_what_is_left(client, operator, make_user) -> None:
     # given
     client.force_login(operator[0])
     red = Team.objects.create(name="red")
@@ -179,7 +179,7 @@ def test_admin_edits_budgets_in_usd_and_shows_what_is_left(client, operator, mak
 
 
 @pytest.mark.django_db
-def test_team_admins_see_member_budgets_but_do_not_change_them(client, make_user) -> None:  # type: ignore[no-untyped-def]
+def test_team_admins_see_member_budgets_but_do_not_change_them(client, make_user) -> None:
     # given
     red = Team.objects.create(name="red")
     tess, _ = make_user("tess", role="team_admin", team=red)
@@ -208,7 +208,7 @@ def test_team_admins_see_member_budgets_but_do_not_change_them(client, make_user
 
 
 @pytest.mark.django_db
-def test_operators_set_a_user_budget_in_the_admin(client, operator, make_user) -> None:  # type: ignore[no-untyped-def]
+def test_operators_set_a_user_budget_in_the_admin(client, operator, make_user) -> None:
     # given
     client.force_login(operator[0])
     bob, _ = make_user("bob")

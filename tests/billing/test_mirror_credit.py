@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.service, pytest.mark.django_db]
 
 def test_topup_adjust_and_redeem_move_an_existing_mirror(
     make_user, operator, redis_client, django_capture_on_commit_callbacks
-):  # type: ignore[no-untyped-def]
+):
     # given: the relay has seeded bob's mirror and holds 300 µUSD of it
     bob, _ = make_user("bob")
     redis_client.set(names().balance(bob.pk), 1_000_000 - 300)
@@ -38,7 +38,7 @@ def test_topup_adjust_and_redeem_move_an_existing_mirror(
     assert bob.balance == 7_600_000  # the mirror is that minus the 300 held
 
 
-def test_a_missing_mirror_is_left_for_the_relay_to_seed(make_user, redis_client, django_capture_on_commit_callbacks):  # type: ignore[no-untyped-def]
+def test_a_missing_mirror_is_left_for_the_relay_to_seed(make_user, redis_client, django_capture_on_commit_callbacks):
     # given
     bob, _ = make_user("bob")
     # when
@@ -48,7 +48,7 @@ def test_a_missing_mirror_is_left_for_the_relay_to_seed(make_user, redis_client,
     assert redis_client.get(names().balance(bob.pk)) is None
 
 
-def test_a_rolled_back_topup_does_not_move_the_mirror(make_user, redis_client, django_capture_on_commit_callbacks):  # type: ignore[no-untyped-def]
+def test_a_rolled_back_topup_does_not_move_the_mirror(make_user, redis_client, django_capture_on_commit_callbacks):
     # given
     from django.db import transaction
 

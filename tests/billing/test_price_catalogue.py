@@ -35,7 +35,7 @@ def prices(model: str) -> tuple:
         ("gpt-5-mini", ("0.25", "2", "0.025")),
     ],
 )
-def test_each_vendor_is_priced_per_million_tokens(model, expected) -> None:  # type: ignore[no-untyped-def]
+def test_each_vendor_is_priced_per_million_tokens(model, expected) -> None:
     # then
     inp, out, cached = expected
     assert prices(model) == (
@@ -76,7 +76,7 @@ def test_rerunning_never_overwrites_an_operator_price() -> None:
     assert prices("kimi-k2.5") == (Decimal("0.6"), Decimal(3), Decimal("0.1"), date(2026, 11, 28))
 
 
-def test_editing_a_price_in_the_admin_clears_its_source(client, operator) -> None:  # type: ignore[no-untyped-def]
+def test_editing_a_price_in_the_admin_clears_its_source(client, operator) -> None:
     # given
     client.force_login(operator[0])
     price = ModelPrice.objects.get(model="glm-4.6")

@@ -19,7 +19,7 @@ CODE = re.compile(r"^[A-HJ-NP-Z2-9]{4}(-[A-HJ-NP-Z2-9]{4}){3}$")
 
 
 @pytest.mark.django_db
-def test_operator_creates_a_batch_and_sees_the_codes_once(operator, api):  # type: ignore[no-untyped-def]
+def test_operator_creates_a_batch_and_sees_the_codes_once(operator, api):
     # when
     response = api(operator[1]).post(
         "/api/redemptions/",
@@ -62,7 +62,7 @@ def test_operator_creates_a_batch_and_sees_the_codes_once(operator, api):  # typ
         ({"name": "x", "count": 1, "amount_usd": "1", "code": "MINE"}, "code"),
     ],
 )
-def test_invalid_batches_are_a_400(operator, api, body, field):  # type: ignore[no-untyped-def]
+def test_invalid_batches_are_a_400(operator, api, body, field):
     # when
     response = api(operator[1]).post("/api/redemptions/", body, format="json")
     # then
@@ -72,7 +72,7 @@ def test_invalid_batches_are_a_400(operator, api, body, field):  # type: ignore[
 
 
 @pytest.mark.django_db
-def test_only_operators_create_or_list_codes(make_user, api):  # type: ignore[no-untyped-def]
+def test_only_operators_create_or_list_codes(make_user, api):
     # given
     _, member = make_user("mem")
     _, tess = make_user("tess", role="team_admin")
@@ -89,7 +89,7 @@ def test_only_operators_create_or_list_codes(make_user, api):  # type: ignore[no
 
 
 @pytest.mark.django_db
-def test_a_user_redeems_a_code_onto_their_balance(operator, make_user, api):  # type: ignore[no-untyped-def]
+def test_a_user_redeems_a_code_onto_their_balance(operator, make_user, api):
     # given
     bob, access = make_user("bob")
     services.topup(bob, 1_000_000)
@@ -110,7 +110,7 @@ def test_a_user_redeems_a_code_onto_their_balance(operator, make_user, api):  # 
 
 
 @pytest.mark.django_db
-def test_a_code_is_refused_when_spent_expired_or_unknown(operator, make_user, api):  # type: ignore[no-untyped-def]
+def test_a_code_is_refused_when_spent_expired_or_unknown(operator, make_user, api):
     # given
     bob, access = make_user("bob")
     eve, _ = make_user("eve")
@@ -142,7 +142,7 @@ def test_a_code_is_refused_when_spent_expired_or_unknown(operator, make_user, ap
 
 
 @pytest.mark.django_db
-def test_redeeming_needs_an_access_token(api):  # type: ignore[no-untyped-def]
+def test_redeeming_needs_an_access_token(api):
     # when
     response = api().post("/api/redeem/", {"code": "AAAA-BBBB-CCCC-DDDD"}, format="json")
     # then
@@ -150,7 +150,7 @@ def test_redeeming_needs_an_access_token(api):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.django_db(transaction=True)
-def test_twenty_racing_redeems_credit_the_code_once(make_user):  # type: ignore[no-untyped-def]
+def test_twenty_racing_redeems_credit_the_code_once(make_user):
     # given: 20 users' requests for the same code, released at once
     (code,) = services.create_redemption_codes(name="race", count=1, amount=7_000_000)
     racers = [make_user(f"racer{i}") for i in range(20)]

@@ -17,7 +17,7 @@ from tests.billing.events import usage_event
 pytestmark = pytest.mark.django_db
 
 
-def test_old_unbilled_rows_go_and_charged_or_recent_rows_stay(make_user, usage_row) -> None:  # type: ignore[no-untyped-def]
+def test_old_unbilled_rows_go_and_charged_or_recent_rows_stay(make_user, usage_row) -> None:
     # given
     bob, _ = make_user("bob")
     services.topup(bob, 1_000_000)
@@ -40,7 +40,7 @@ def test_old_unbilled_rows_go_and_charged_or_recent_rows_stay(make_user, usage_r
     assert bob.balance == 999_000
 
 
-def test_rows_are_deleted_in_bounded_batches(make_user, usage_row) -> None:  # type: ignore[no-untyped-def]
+def test_rows_are_deleted_in_bounded_batches(make_user, usage_row) -> None:
     # given: five old rows, batches of two
     bob, _ = make_user("bob")
     old = (timezone.now() - timedelta(days=31)).isoformat()
@@ -56,7 +56,7 @@ def test_rows_are_deleted_in_bounded_batches(make_user, usage_row) -> None:  # t
     assert not UsageLog.objects.exists()
 
 
-def test_a_batch_never_exceeds_five_thousand(make_user, usage_row) -> None:  # type: ignore[no-untyped-def]
+def test_a_batch_never_exceeds_five_thousand(make_user, usage_row) -> None:
     # given
     bob, _ = make_user("bob")
     usage_row(bob, at=(timezone.now() - timedelta(days=2)).isoformat())

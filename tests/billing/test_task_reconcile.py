@@ -15,7 +15,7 @@ from tests.billing.events import usage_event
 
 
 @pytest.mark.django_db
-def test_a_drifted_balance_is_set_back_to_its_ledger_sum_and_reported(make_user) -> None:  # type: ignore[no-untyped-def]
+def test_a_drifted_balance_is_set_back_to_its_ledger_sum_and_reported(make_user) -> None:
     # given: bob's column lost 1234 µUSD somewhere; ann is right
     bob, _ = make_user("bob")
     ann, _ = make_user("ann")
@@ -38,7 +38,7 @@ def test_a_drifted_balance_is_set_back_to_its_ledger_sum_and_reported(make_user)
 
 
 @pytest.mark.django_db
-def test_a_clean_ledger_gives_a_clean_report(make_user) -> None:  # type: ignore[no-untyped-def]
+def test_a_clean_ledger_gives_a_clean_report(make_user) -> None:
     # given
     bob, _ = make_user("bob")
     services.topup(bob, 1_000_000)
@@ -56,7 +56,7 @@ def test_a_clean_ledger_gives_a_clean_report(make_user) -> None:  # type: ignore
 
 
 @pytest.mark.django_db
-def test_usage_without_a_matching_charge_is_reported(make_user, usage_row) -> None:  # type: ignore[no-untyped-def]
+def test_usage_without_a_matching_charge_is_reported(make_user, usage_row) -> None:
     # given: a priced row nobody charged, and a charge that differs from its row
     bob, _ = make_user("bob")
     usage_row(bob, cost=500)
@@ -71,7 +71,7 @@ def test_usage_without_a_matching_charge_is_reported(make_user, usage_row) -> No
 
 
 @pytest.mark.django_db
-def test_reports_are_read_only_in_the_admin(client, operator) -> None:  # type: ignore[no-untyped-def]
+def test_reports_are_read_only_in_the_admin(client, operator) -> None:
     # given
     client.force_login(operator[0])
     report = services.reconcile()
@@ -89,7 +89,7 @@ def test_reports_are_read_only_in_the_admin(client, operator) -> None:  # type: 
 
 
 @pytest.fixture
-def leaked(make_user, redis_client):  # type: ignore[no-untyped-def]
+def leaked(make_user, redis_client):
     """bob: $1 in the database, a mirror short by a 300,000 µUSD hold nobody will
     release, and a token whose used mirror carries the same hold."""
     from billing.mirror import names
@@ -102,7 +102,7 @@ def leaked(make_user, redis_client):  # type: ignore[no-untyped-def]
     return bob, token
 
 
-def mirror_of(redis_client, user: User) -> int | None:  # type: ignore[no-untyped-def]
+def mirror_of(redis_client, user: User) -> int | None:
     from billing.mirror import names
 
     value = redis_client.get(names().balance(user.pk))
@@ -111,7 +111,7 @@ def mirror_of(redis_client, user: User) -> int | None:  # type: ignore[no-untype
 
 @pytest.mark.service
 @pytest.mark.django_db
-def test_a_stale_hold_is_released_after_the_mirror_stood_still_long_enough(leaked, redis_client) -> None:  # type: ignore[no-untyped-def]
+def test_a_stale_hold_is_released_after_the_mirror_stood_still_long_enough(leaked, redis_client) -> None:
     # given
     from billing.mirror import names
 
@@ -132,7 +132,7 @@ def test_a_stale_hold_is_released_after_the_mirror_stood_still_long_enough(leake
 
 @pytest.mark.service
 @pytest.mark.django_db
-def test_a_mirror_that_moves_is_never_released(leaked, redis_client) -> None:  # type: ignore[no-untyped-def]
+def test_a_mirror_that_moves_is_never_released(leaked, redis_client) -> None:
     # given: bob keeps making requests, so his mirror changes between runs
     from billing.mirror import names
 
@@ -150,7 +150,7 @@ def test_a_mirror_that_moves_is_never_released(leaked, redis_client) -> None:  #
 
 @pytest.mark.service
 @pytest.mark.django_db
-def test_a_user_with_usage_on_the_stream_is_left_alone(leaked, redis_client) -> None:  # type: ignore[no-untyped-def]
+def test_a_user_with_usage_on_the_stream_is_left_alone(leaked, redis_client) -> None:
     # given: a settled request of bob's is still queued for the database
     from billing.mirror import names
     from relay.ports import encode_event
@@ -169,7 +169,7 @@ def test_a_user_with_usage_on_the_stream_is_left_alone(leaked, redis_client) -> 
 
 @pytest.mark.service
 @pytest.mark.django_db
-def test_a_mirror_in_step_with_the_database_is_kept(make_user, redis_client) -> None:  # type: ignore[no-untyped-def]
+def test_a_mirror_in_step_with_the_database_is_kept(make_user, redis_client) -> None:
     # given
     from billing.mirror import names
 
@@ -187,7 +187,7 @@ def test_a_mirror_in_step_with_the_database_is_kept(make_user, redis_client) -> 
 
 @pytest.mark.service
 @pytest.mark.django_db
-def test_release_is_a_compare_and_delete(leaked, redis_client) -> None:  # type: ignore[no-untyped-def]
+def test_release_is_a_compare_and_delete(leaked, redis_client) -> None:
     # given
     from billing import mirror
 
@@ -203,7 +203,7 @@ def test_release_is_a_compare_and_delete(leaked, redis_client) -> None:  # type:
 
 @pytest.mark.service
 @pytest.mark.django_db
-def test_a_mirror_of_a_deleted_user_is_dropped(redis_client) -> None:  # type: ignore[no-untyped-def]
+def test_a_mirror_of_a_deleted_user_is_dropped(redis_client) -> None:
     # given
     from billing.mirror import names
 

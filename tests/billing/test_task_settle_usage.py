@@ -50,7 +50,7 @@ def test_embedded_mode_settles_what_a_dead_relay_left_in_its_journal(make_user) 
 
 
 @pytest.fixture
-def stream(redis_client):  # type: ignore[no-untyped-def]
+def stream(redis_client):
     """The usage stream with its consumer group, and helpers to play a relay."""
     from billing import mirror
     from billing.mirror import names
@@ -62,7 +62,7 @@ def stream(redis_client):  # type: ignore[no-untyped-def]
     class Stream:
         client = redis_client
 
-        def add(self, event, entry_id: str = "*") -> bytes:  # type: ignore[no-untyped-def]
+        def add(self, event, entry_id: str = "*") -> bytes:
             return redis_client.xadd(names().usage_stream, {"e": encode_event(event)}, id=entry_id)
 
         def read_as(self, consumer: str) -> list[bytes]:
@@ -88,7 +88,7 @@ def stream(redis_client):  # type: ignore[no-untyped-def]
 
 @pytest.mark.service
 @pytest.mark.django_db
-def test_entries_a_dead_consumer_left_pending_are_written_once(make_user, stream) -> None:  # type: ignore[no-untyped-def]
+def test_entries_a_dead_consumer_left_pending_are_written_once(make_user, stream) -> None:
     # given: a relay read two events, then died before writing them
     bob, _ = make_user("bob")
     services.topup(bob, 10_000_000)
@@ -117,7 +117,7 @@ def test_entries_a_dead_consumer_left_pending_are_written_once(make_user, stream
 
 @pytest.mark.service
 @pytest.mark.django_db
-def test_a_live_consumer_keeps_what_it_just_read(make_user, stream) -> None:  # type: ignore[no-untyped-def]
+def test_a_live_consumer_keeps_what_it_just_read(make_user, stream) -> None:
     # given: read 59 s ago by a relay that is still working on it
     bob, _ = make_user("bob")
     stream.add(usage_event(bob.pk, 100))
@@ -133,7 +133,7 @@ def test_a_live_consumer_keeps_what_it_just_read(make_user, stream) -> None:  # 
 
 @pytest.mark.service
 @pytest.mark.django_db
-def test_entries_nobody_read_are_written_when_no_relay_is_reading(make_user, stream) -> None:  # type: ignore[no-untyped-def]
+def test_entries_nobody_read_are_written_when_no_relay_is_reading(make_user, stream) -> None:
     # given: one event queued 2 minutes ago (no relay alive to read it), one just now
     bob, _ = make_user("bob")
     services.topup(bob, 1_000_000)
@@ -151,7 +151,7 @@ def test_entries_nobody_read_are_written_when_no_relay_is_reading(make_user, str
 
 @pytest.mark.service
 @pytest.mark.django_db
-def test_recent_unread_entries_are_left_to_the_relays(make_user, stream) -> None:  # type: ignore[no-untyped-def]
+def test_recent_unread_entries_are_left_to_the_relays(make_user, stream) -> None:
     # given
     bob, _ = make_user("bob")
     stream.add(usage_event(bob.pk, 300))
@@ -164,7 +164,7 @@ def test_recent_unread_entries_are_left_to_the_relays(make_user, stream) -> None
 
 @pytest.mark.service
 @pytest.mark.django_db
-def test_an_event_already_written_is_not_charged_again(make_user, stream) -> None:  # type: ignore[no-untyped-def]
+def test_an_event_already_written_is_not_charged_again(make_user, stream) -> None:
     # given: the dead relay wrote the event but died before acknowledging it
     from billing.usage_sink import apply_usage
 
@@ -186,7 +186,7 @@ def test_an_event_already_written_is_not_charged_again(make_user, stream) -> Non
 
 @pytest.mark.service
 @pytest.mark.django_db
-def test_an_event_the_database_refuses_stays_on_the_stream(make_user, stream) -> None:  # type: ignore[no-untyped-def]
+def test_an_event_the_database_refuses_stays_on_the_stream(make_user, stream) -> None:
     # given: one good event and one for a user that no longer exists
     bob, _ = make_user("bob")
     good, orphan = usage_event(bob.pk, 10), usage_event(987_654, 10)
@@ -203,7 +203,7 @@ def test_an_event_the_database_refuses_stays_on_the_stream(make_user, stream) ->
 
 @pytest.mark.service
 @pytest.mark.django_db
-def test_an_unreadable_entry_is_dropped_and_logged(stream, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_an_unreadable_entry_is_dropped_and_logged(stream, caplog) -> None:
     # given
     from billing.mirror import names
 

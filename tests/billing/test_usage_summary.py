@@ -12,7 +12,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def usage(make_user, usage_row):  # type: ignore[no-untyped-def]
+def usage(make_user, usage_row):
     """Team red: rita (2 rows) and ron (1 row); bert outside any team (1 row); one row in April."""
     red = Team.objects.create(name="red")
     rita, rita_access = make_user("rita", team=red)
@@ -44,7 +44,7 @@ def totals(requests: int, cost: str) -> dict:
 MARCH = "since=2025-03-01T00:00:00Z&until=2025-04-01T00:00:00Z"
 
 
-def test_operators_group_by_user(operator, api, usage) -> None:  # type: ignore[no-untyped-def]
+def test_operators_group_by_user(operator, api, usage) -> None:
     # when
     body = api(operator[1]).get(f"/api/usage/summary/?group_by=user&{MARCH}").json()
     # then
@@ -67,7 +67,7 @@ def test_operators_group_by_user(operator, api, usage) -> None:  # type: ignore[
         ("channel", [(None, None, 1, "0.400000"), ("chan", "main", 3, "0.004020")]),
     ],
 )
-def test_every_grouping(operator, api, usage, group_by, expected) -> None:  # type: ignore[no-untyped-def]
+def test_every_grouping(operator, api, usage, group_by, expected) -> None:
     # when
     body = api(operator[1]).get(f"/api/usage/summary/?group_by={group_by}&{MARCH}").json()
     # then
@@ -76,7 +76,7 @@ def test_every_grouping(operator, api, usage, group_by, expected) -> None:  # ty
     assert got == [(keys.get(k, k), name, n, cost) for k, name, n, cost in expected]
 
 
-def test_team_admins_and_members_see_only_their_share(api, usage) -> None:  # type: ignore[no-untyped-def]
+def test_team_admins_and_members_see_only_their_share(api, usage) -> None:
     # when
     team_view = api(usage["tess"]).get(f"/api/usage/summary/?group_by=user&{MARCH}").json()
     own_view = api(usage["rita_access"]).get(f"/api/usage/summary/?group_by=model&{MARCH}").json()
@@ -89,7 +89,7 @@ def test_team_admins_and_members_see_only_their_share(api, usage) -> None:  # ty
     ]
 
 
-def test_the_window_is_half_open(operator, api, usage) -> None:  # type: ignore[no-untyped-def]
+def test_the_window_is_half_open(operator, api, usage) -> None:
     # when
     april = api(operator[1]).get("/api/usage/summary/?group_by=user&since=2025-04-02T00:00:00Z").json()
     before = api(operator[1]).get("/api/usage/summary/?group_by=user&until=2025-04-02T00:00:00Z").json()
@@ -99,7 +99,7 @@ def test_the_window_is_half_open(operator, api, usage) -> None:  # type: ignore[
 
 
 @pytest.mark.parametrize("query", ["", "group_by=day", "group_by=user&since=yesterday"])
-def test_bad_parameters_are_a_400(operator, api, query) -> None:  # type: ignore[no-untyped-def]
+def test_bad_parameters_are_a_400(operator, api, query) -> None:
     # when
     response = api(operator[1]).get(f"/api/usage/summary/?{query}")
     # then
@@ -107,7 +107,7 @@ def test_bad_parameters_are_a_400(operator, api, query) -> None:  # type: ignore
     assert response.json()["error"]["code"] == "invalid_request"
 
 
-def test_the_admin_page_shows_the_same_totals(client, operator, usage) -> None:  # type: ignore[no-untyped-def]
+def test_the_admin_page_shows_the_same_totals(client, operator, usage) -> None:
     # given
     client.force_login(operator[0])
     # when
@@ -121,7 +121,7 @@ def test_the_admin_page_shows_the_same_totals(client, operator, usage) -> None: 
     assert "/admin/billing/usagelog/summary/" in listing
 
 
-def test_team_admins_get_their_team_and_no_channels_in_the_admin(client, usage) -> None:  # type: ignore[no-untyped-def]
+def test_team_admins_get_their_team_and_no_channels_in_the_admin(client, usage) -> None:
     # given
     from billing.models import User
 

@@ -21,7 +21,7 @@ KEYS = "/admin/channels_app/channelkey/"
 
 
 @pytest.fixture
-def operator_client(client, operator):  # type: ignore[no-untyped-def]
+def operator_client(client, operator):
     client.force_login(operator[0])
     return client
 
@@ -74,7 +74,7 @@ def assert_no_secret(content: bytes, key: ChannelKey) -> None:
     assert key.fingerprint not in text  # the SHA-256 of the key
 
 
-def test_channel_pages_render_keys_masked(operator_client, channel) -> None:  # type: ignore[no-untyped-def]
+def test_channel_pages_render_keys_masked(operator_client, channel) -> None:
     # given
     key = channel.keys.get()
     pages = [
@@ -95,7 +95,7 @@ def test_channel_pages_render_keys_masked(operator_client, channel) -> None:  # 
     assert key.hint in operator_client.get(f"{CHANNELS}{channel.pk}/change/").content.decode()
 
 
-def test_changelist_shows_healthy_over_total_keys(operator_client, channel) -> None:  # type: ignore[no-untyped-def]
+def test_changelist_shows_healthy_over_total_keys(operator_client, channel) -> None:
     # given
     cooling, disabled = services.add_keys(channel, ["sk-second-key-000000000001", "sk-third-key-0000000000002"])
     services.set_key_state(cooling, ChannelKey.State.COOLING)
@@ -110,7 +110,7 @@ def test_changelist_shows_healthy_over_total_keys(operator_client, channel) -> N
     assert "3 channel keys" in keys.content.decode()
 
 
-def test_pasting_keys_adds_new_ones_and_skips_duplicates(operator_client, channel) -> None:  # type: ignore[no-untyped-def]
+def test_pasting_keys_adds_new_ones_and_skips_duplicates(operator_client, channel) -> None:
     # given
     pasted = f"sk-new-key-aaaaaaaaaaaa1\n\n  {SECRET}  \nsk-new-key-bbbbbbbbbbbb2\nsk-new-key-aaaaaaaaaaaa1\n"
     # when
@@ -126,7 +126,7 @@ def test_pasting_keys_adds_new_ones_and_skips_duplicates(operator_client, channe
     assert "sk-new-key-aaaaaaaaaaaa1" not in response.content.decode()
 
 
-def test_adding_a_channel_with_pasted_keys(operator_client) -> None:  # type: ignore[no-untyped-def]
+def test_adding_a_channel_with_pasted_keys(operator_client) -> None:
     # when
     response = operator_client.post(
         f"{CHANNELS}add/",
@@ -142,7 +142,7 @@ def test_adding_a_channel_with_pasted_keys(operator_client) -> None:  # type: ig
     assert channel.keys.count() == 2
 
 
-def test_form_errors_never_echo_pasted_keys(operator_client, channel) -> None:  # type: ignore[no-untyped-def]
+def test_form_errors_never_echo_pasted_keys(operator_client, channel) -> None:
     # when
     response = operator_client.post(
         f"{CHANNELS}{channel.pk}/change/", channel_form(channel, weight=0, new_keys="sk-pasted-but-invalid-form-01")
@@ -154,7 +154,7 @@ def test_form_errors_never_echo_pasted_keys(operator_client, channel) -> None:  
     assert channel.keys.count() == 1
 
 
-def test_unknown_groups_are_refused(operator_client, channel) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_groups_are_refused(operator_client, channel) -> None:
     # when
     response = operator_client.post(f"{CHANNELS}{channel.pk}/change/", channel_form(channel, groups="default\nvipp"))
     # then
@@ -164,7 +164,7 @@ def test_unknown_groups_are_refused(operator_client, channel) -> None:  # type: 
     assert channel.groups == ["default"]
 
 
-def test_enable_and_disable_channel_actions(operator_client, channel) -> None:  # type: ignore[no-untyped-def]
+def test_enable_and_disable_channel_actions(operator_client, channel) -> None:
     # given
     other = services.create_channel(name="backup", type="deepseek")
     selected = {"_selected_action": [channel.pk, other.pk]}
@@ -178,7 +178,7 @@ def test_enable_and_disable_channel_actions(operator_client, channel) -> None:  
     assert set(Channel.objects.values_list("status", flat=True)) == {Channel.Status.ENABLED}
 
 
-def test_enable_and_disable_key_actions(operator_client, operator, channel) -> None:  # type: ignore[no-untyped-def]
+def test_enable_and_disable_key_actions(operator_client, operator, channel) -> None:
     # given
     key = channel.keys.get()
     services.set_key_state(key, ChannelKey.State.AUTO_DISABLED, "401 invalid key")
@@ -196,7 +196,7 @@ def test_enable_and_disable_key_actions(operator_client, operator, channel) -> N
     assert key.state_reason == f"set by {operator[0].username}"
 
 
-def test_key_state_edited_on_its_page_records_who(operator_client, operator, channel) -> None:  # type: ignore[no-untyped-def]
+def test_key_state_edited_on_its_page_records_who(operator_client, operator, channel) -> None:
     # given
     key = channel.keys.get()
     # when
@@ -214,14 +214,14 @@ def test_key_state_edited_on_its_page_records_who(operator_client, operator, cha
     assert key.state_changed_at is not None
 
 
-def test_keys_cannot_be_added_one_by_one(operator_client) -> None:  # type: ignore[no-untyped-def]
+def test_keys_cannot_be_added_one_by_one(operator_client) -> None:
     # when
     response = operator_client.get(f"{KEYS}add/")
     # then
     assert response.status_code == 403
 
 
-def test_soft_deleted_channels_are_hidden_by_default(operator_client, channel) -> None:  # type: ignore[no-untyped-def]
+def test_soft_deleted_channels_are_hidden_by_default(operator_client, channel) -> None:
     # given
     gone = services.create_channel(name="retired-channel", type="openai")
     Channel.objects.filter(pk=gone.pk).update(deleted_at=timezone.now())
@@ -235,7 +235,7 @@ def test_soft_deleted_channels_are_hidden_by_default(operator_client, channel) -
     assert "main-openai" not in deleted_only and "retired-channel" in deleted_only
 
 
-def test_deleting_a_used_channel_hides_it(operator_client, operator, channel) -> None:  # type: ignore[no-untyped-def]
+def test_deleting_a_used_channel_hides_it(operator_client, operator, channel) -> None:
     # given
     UsageLog.objects.create(
         request_id="req-1",
@@ -259,7 +259,7 @@ def test_deleting_a_used_channel_hides_it(operator_client, operator, channel) ->
     assert channel.status == Channel.Status.DISABLED
 
 
-def test_deleting_a_key_inline_uses_the_soft_delete_rule(operator_client, operator, channel) -> None:  # type: ignore[no-untyped-def]
+def test_deleting_a_key_inline_uses_the_soft_delete_rule(operator_client, operator, channel) -> None:
     # given
     used = channel.keys.get()
     unused = services.add_keys(channel, ["sk-never-used-0000000001"])[0]

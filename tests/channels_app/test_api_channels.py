@@ -17,12 +17,12 @@ SECRET_A = "sk-live-AAAAaaaa1111bbbbCCCC"
 SECRET_B = "sk-live-BBBBbbbb2222ccccDDDD"
 
 
-def _create(api, access, **overrides):  # type: ignore[no-untyped-def]
+def _create(api, access, **overrides):
     body = {"name": "main", "type": "openai", "models": ["gpt-4o"], **overrides}
     return api(access).post("/api/channels/", body, format="json")
 
 
-def test_operator_creates_a_channel_with_keys(operator, api):  # type: ignore[no-untyped-def]
+def test_operator_creates_a_channel_with_keys(operator, api):
     # given
     Group.objects.create(name="vip")
     # when
@@ -61,7 +61,7 @@ def test_operator_creates_a_channel_with_keys(operator, api):  # type: ignore[no
     assert sorted(crypto.decrypt(s) for s in secrets) == sorted([SECRET_A, SECRET_B])
 
 
-def test_defaults(operator, api):  # type: ignore[no-untyped-def]
+def test_defaults(operator, api):
     # when
     body = api(operator[1]).post("/api/channels/", {"name": "bare"}, format="json").json()
     # then
@@ -101,7 +101,7 @@ def test_defaults(operator, api):  # type: ignore[no-untyped-def]
         ({"name": ""}, "name"),
     ],
 )
-def test_invalid_channel_fields_are_a_400(operator, api, overrides, field):  # type: ignore[no-untyped-def]
+def test_invalid_channel_fields_are_a_400(operator, api, overrides, field):
     # when
     response = _create(api, operator[1], **overrides)
     # then
@@ -111,14 +111,14 @@ def test_invalid_channel_fields_are_a_400(operator, api, overrides, field):  # t
     assert not Channel.objects.exists()
 
 
-def test_a_bad_type_names_the_valid_ones(operator, api):  # type: ignore[no-untyped-def]
+def test_a_bad_type_names_the_valid_ones(operator, api):
     # when
     error = _create(api, operator[1], type="openia").json()["error"]
     # then
     assert "openai" in error["message"] and "anthropic" in error["message"]
 
 
-def test_azure_with_base_url_and_deployments(operator, api):  # type: ignore[no-untyped-def]
+def test_azure_with_base_url_and_deployments(operator, api):
     # when
     response = _create(
         api,
@@ -134,7 +134,7 @@ def test_azure_with_base_url_and_deployments(operator, api):  # type: ignore[no-
     assert bad.status_code == 400
 
 
-def test_list_and_detail(operator, api):  # type: ignore[no-untyped-def]
+def test_list_and_detail(operator, api):
     # given
     first = _create(api, operator[1], name="one", keys=[SECRET_A, SECRET_B]).json()
     _create(api, operator[1], name="two", priority=9)
@@ -152,7 +152,7 @@ def test_list_and_detail(operator, api):  # type: ignore[no-untyped-def]
         assert SECRET_A.encode() not in response.content and SECRET_B.encode() not in response.content
 
 
-def test_patch_returns_the_whole_channel(operator, api):  # type: ignore[no-untyped-def]
+def test_patch_returns_the_whole_channel(operator, api):
     # given
     channel = _create(api, operator[1], keys=[SECRET_A]).json()
     # when
@@ -171,7 +171,7 @@ def test_patch_returns_the_whole_channel(operator, api):  # type: ignore[no-unty
     "body",
     [{"type": "azure"}, {"weight": 0}, {"groups": ["ghost"]}, {"keys": [SECRET_B]}, {"id": 5}, {"base_url": "nope"}],
 )
-def test_patch_validates_like_create(operator, api, body):  # type: ignore[no-untyped-def]
+def test_patch_validates_like_create(operator, api, body):
     # given
     channel = _create(api, operator[1]).json()
     # when
@@ -181,7 +181,7 @@ def test_patch_validates_like_create(operator, api, body):  # type: ignore[no-un
     assert Channel.objects.get(pk=channel["id"]).type == "openai"
 
 
-def test_patching_an_azure_channel_keeps_its_base_url_check(operator, api):  # type: ignore[no-untyped-def]
+def test_patching_an_azure_channel_keeps_its_base_url_check(operator, api):
     # given
     channel = _create(api, operator[1], type="azure", base_url="https://acme.openai.azure.com").json()
     # when
@@ -192,7 +192,7 @@ def test_patching_an_azure_channel_keeps_its_base_url_check(operator, api):  # t
     assert renamed.status_code == 200
 
 
-def test_deleting_an_unused_channel_removes_it(operator, api):  # type: ignore[no-untyped-def]
+def test_deleting_an_unused_channel_removes_it(operator, api):
     # given
     channel = _create(api, operator[1], keys=[SECRET_A]).json()
     # when
@@ -203,7 +203,7 @@ def test_deleting_an_unused_channel_removes_it(operator, api):  # type: ignore[n
     assert not ChannelKey.objects.exists()
 
 
-def test_deleting_a_used_channel_disables_and_hides_it(operator, api):  # type: ignore[no-untyped-def]
+def test_deleting_a_used_channel_disables_and_hides_it(operator, api):
     # given
     channel_id = _create(api, operator[1], keys=[SECRET_A]).json()["id"]
     usage = UsageLog.objects.create(
@@ -225,7 +225,7 @@ def test_deleting_a_used_channel_disables_and_hides_it(operator, api):  # type: 
 
 
 @pytest.mark.parametrize("role", ["team_admin", "member"])
-def test_only_operators_reach_channel_endpoints(operator, make_user, api, role):  # type: ignore[no-untyped-def]
+def test_only_operators_reach_channel_endpoints(operator, make_user, api, role):
     # given
     channel_id = _create(api, operator[1], keys=[SECRET_A]).json()["id"]
     key_id = ChannelKey.objects.get().pk

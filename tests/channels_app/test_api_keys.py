@@ -24,16 +24,16 @@ KEY_FIELDS = {
 
 
 @pytest.fixture
-def channel():  # type: ignore[no-untyped-def]
+def channel():
     return services.create_channel(name="main", type="openai", models=["gpt-4o"], keys=[SECRET_A, SECRET_B])
 
 
-def _no_secrets(response) -> None:  # type: ignore[no-untyped-def]
+def _no_secrets(response) -> None:
     for secret in (SECRET_A, SECRET_B, SECRET_C):
         assert secret.encode() not in response.content
 
 
-def test_list_shows_masked_rows(operator, channel, api):  # type: ignore[no-untyped-def]
+def test_list_shows_masked_rows(operator, channel, api):
     # given
     key = channel.keys.first()
     key.last_error = f"Incorrect API key provided: {SECRET_A}"
@@ -51,14 +51,14 @@ def test_list_shows_masked_rows(operator, channel, api):  # type: ignore[no-unty
     _no_secrets(response)
 
 
-def test_secrets_are_encrypted_at_rest(channel):  # type: ignore[no-untyped-def]
+def test_secrets_are_encrypted_at_rest(channel):
     # then
     for key, secret in zip(channel.keys.order_by("id"), (SECRET_A, SECRET_B), strict=True):
         assert secret not in key.secret
         assert key.reveal() == secret
 
 
-def test_add_keys_reports_added_and_skipped(operator, channel, api):  # type: ignore[no-untyped-def]
+def test_add_keys_reports_added_and_skipped(operator, channel, api):
     # when: one new key, one already pooled, one repeated, blank lines
     response = api(operator[1]).post(
         f"/api/channels/{channel.pk}/keys/",
@@ -77,7 +77,7 @@ def test_add_keys_reports_added_and_skipped(operator, channel, api):  # type: ig
 
 
 @pytest.mark.parametrize("body", [{"keys": []}, {"keys": "sk-x"}, {}, {"key": [SECRET_C]}, {"keys": [1]}])
-def test_add_keys_rejects_bad_bodies(operator, channel, api, body):  # type: ignore[no-untyped-def]
+def test_add_keys_rejects_bad_bodies(operator, channel, api, body):
     # when
     response = api(operator[1]).post(f"/api/channels/{channel.pk}/keys/", body, format="json")
     # then
@@ -85,7 +85,7 @@ def test_add_keys_rejects_bad_bodies(operator, channel, api, body):  # type: ign
     assert channel.keys.count() == 2
 
 
-def test_operator_disables_and_reenables_a_key(operator, channel, api):  # type: ignore[no-untyped-def]
+def test_operator_disables_and_reenables_a_key(operator, channel, api):
     # given
     key = channel.keys.first()
     url = f"/api/channels/{channel.pk}/keys/{key.pk}/"
@@ -106,7 +106,7 @@ def test_operator_disables_and_reenables_a_key(operator, channel, api):  # type:
     assert enabled.json()["state"] == "active"
 
 
-def test_reenabling_a_cooling_key_clears_its_cooldown(operator, channel, api):  # type: ignore[no-untyped-def]
+def test_reenabling_a_cooling_key_clears_its_cooldown(operator, channel, api):
     # given
     key = channel.keys.first()
     services.set_key_state(key, "cooling", "429")
@@ -118,7 +118,7 @@ def test_reenabling_a_cooling_key_clears_its_cooldown(operator, channel, api):  
     assert response.json()["cooldown_until"] is None
 
 
-def test_patch_sets_key_limits(operator, channel, api):  # type: ignore[no-untyped-def]
+def test_patch_sets_key_limits(operator, channel, api):
     # given
     key = channel.keys.first()
     ChannelKey.objects.filter(pk=key.pk).update(last_error="upstream said no")  # written by the relay meanwhile
@@ -136,7 +136,7 @@ def test_patch_sets_key_limits(operator, channel, api):  # type: ignore[no-untyp
 @pytest.mark.parametrize(
     "body", [{"status": "auto_disabled"}, {"status": "cooling"}, {"state": "active"}, {"rpm_limit": 0}, {}]
 )
-def test_patch_rejects_other_states_and_fields(operator, channel, api, body):  # type: ignore[no-untyped-def]
+def test_patch_rejects_other_states_and_fields(operator, channel, api, body):
     # given
     key = channel.keys.first()
     # when
@@ -147,7 +147,7 @@ def test_patch_rejects_other_states_and_fields(operator, channel, api, body):  #
     assert key.state == "active" and key.rpm_limit is None
 
 
-def test_a_key_of_another_channel_is_404(operator, channel, api):  # type: ignore[no-untyped-def]
+def test_a_key_of_another_channel_is_404(operator, channel, api):
     # given
     other = services.create_channel(name="other", keys=[SECRET_C])
     foreign = other.keys.get()
@@ -163,7 +163,7 @@ def test_a_key_of_another_channel_is_404(operator, channel, api):  # type: ignor
     assert foreign.state == "active"
 
 
-def test_deleting_an_unused_key_removes_it(operator, channel, api):  # type: ignore[no-untyped-def]
+def test_deleting_an_unused_key_removes_it(operator, channel, api):
     # given
     key = channel.keys.first()
     # when
@@ -173,7 +173,7 @@ def test_deleting_an_unused_key_removes_it(operator, channel, api):  # type: ign
     assert not ChannelKey.objects.filter(pk=key.pk).exists()
 
 
-def test_deleting_a_used_key_disables_and_hides_it(operator, channel, api):  # type: ignore[no-untyped-def]
+def test_deleting_a_used_key_disables_and_hides_it(operator, channel, api):
     # given
     key = channel.keys.first()
     UsageLog.objects.create(
@@ -201,7 +201,7 @@ def test_deleting_a_used_key_disables_and_hides_it(operator, channel, api):  # t
     assert again["added"] == 1
 
 
-def test_no_response_ever_echoes_a_secret(operator, api):  # type: ignore[no-untyped-def]
+def test_no_response_ever_echoes_a_secret(operator, api):
     # given
     client = api(operator[1])
     # when: every channel route that touches keys

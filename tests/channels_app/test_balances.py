@@ -29,7 +29,7 @@ def balance_emulator(balance_emulator_server: BalanceEmulator) -> Iterator[Balan
     balance_emulator_server.reset()
 
 
-def make_channel(emulator: BalanceEmulator, type: str, secret: str, **fields) -> Channel:  # type: ignore[no-untyped-def]
+def make_channel(emulator: BalanceEmulator, type: str, secret: str, **fields) -> Channel:
     fields.setdefault("name", f"{type}-account")
     return services.create_channel(type=type, base_url=emulator.base_url, models=["m"], keys=[secret], **fields)
 
@@ -87,7 +87,7 @@ def make_channel(emulator: BalanceEmulator, type: str, secret: str, **fields) ->
         ),
     ],
 )
-def test_it_reads_each_providers_documented_answer(parse, bodies, expected):  # type: ignore[no-untyped-def]
+def test_it_reads_each_providers_documented_answer(parse, bodies, expected):
     # when
     balance, currency = parse(*bodies)
     # then

@@ -62,7 +62,7 @@ def eager_celery() -> Iterator[None]:
 
 
 @pytest.fixture
-def webhook(settings, eager_celery) -> Iterator[WebhookReceiver]:  # type: ignore[no-untyped-def]
+def webhook(settings, eager_celery) -> Iterator[WebhookReceiver]:
     receiver = WebhookReceiver()
     settings.ONEPROXY_NOTIFY_WEBHOOK_URL = receiver.url
     settings.ONEPROXY_NOTIFY_EMAILS = []
@@ -72,7 +72,7 @@ def webhook(settings, eager_celery) -> Iterator[WebhookReceiver]:  # type: ignor
     receiver.server.server_close()
 
 
-def make_channel(emulator, secrets: list[str], name: str = "main", models=("gpt-4o-mini",)) -> Channel:  # type: ignore[no-untyped-def]
+def make_channel(emulator, secrets: list[str], name: str = "main", models=("gpt-4o-mini",)) -> Channel:
     return services.create_channel(
         name=name, type="openai", base_url=emulator.base_url, models=list(models), keys=secrets
     )

@@ -15,7 +15,7 @@ from channels_app.models import Channel, ChannelKey, KeyEvent
 pytestmark = pytest.mark.django_db
 
 
-def make_channel(emulator, secrets: list[str], **fields) -> Channel:  # type: ignore[no-untyped-def]
+def make_channel(emulator, secrets: list[str], **fields) -> Channel:
     fields.setdefault("name", "probed")
     return services.create_channel(
         type="openai", base_url=emulator.base_url, models=["gpt-4o-mini"], keys=secrets, **fields
@@ -26,7 +26,7 @@ def key_of(channel: Channel, secret: str) -> ChannelKey:
     return next(k for k in channel.keys.all() if k.reveal() == secret)
 
 
-def probed_secrets(emulator) -> list[str]:  # type: ignore[no-untyped-def]
+def probed_secrets(emulator) -> list[str]:
     return [r["key"] for r in emulator.requests if r["path"] == "/v1/chat/completions"]
 
 
@@ -103,7 +103,7 @@ def test_due_only_probes_exactly_the_keys_whose_interval_has_passed(openai_emula
     off = make_channel(openai_emulator, [secrets["parked-channel"]], name="off", status="disabled")
     quick = make_channel(openai_emulator, [secrets["fast"]], name="quick", probe_interval=60)
 
-    def set_key(channel: Channel, name: str, **fields) -> None:  # type: ignore[no-untyped-def]
+    def set_key(channel: Channel, name: str, **fields) -> None:
         ChannelKey.objects.filter(pk=key_of(channel, secrets[name]).pk).update(**fields)
 
     set_key(main, "fresh", last_probed_at=now - timedelta(seconds=10))

@@ -46,7 +46,7 @@ def _database_url() -> str:
 
 
 @pytest.fixture
-def worker(transactional_db, tmp_path) -> Iterator[Worker]:  # type: ignore[no-untyped-def]
+def worker(transactional_db, tmp_path) -> Iterator[Worker]:
     queue = f"oneproxy-test-{uuid.uuid4().hex[:12]}"
     env = {
         **os.environ,
@@ -97,7 +97,7 @@ def _forget_queue(queue: str) -> None:
         (control / f"{queue}.exchange").unlink(missing_ok=True)
 
 
-def _a_probe_sent_to_the_worker_disables_a_revoked_key(worker: Worker, openai_emulator) -> None:  # type: ignore[no-untyped-def]
+def _a_probe_sent_to_the_worker_disables_a_revoked_key(worker: Worker, openai_emulator) -> None:
     # given a channel whose key the upstream refuses, committed for the worker to see
     revoked = "sk-upstream-revoked-000000021"
     channel = services.create_channel(

@@ -219,7 +219,7 @@ class EmulatorBase:
             self._thread = self._loop = self._runner = None
             self.port = None
 
-    def __enter__(self):  # type: ignore[no-untyped-def]
+    def __enter__(self):
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:

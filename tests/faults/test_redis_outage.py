@@ -19,13 +19,13 @@ BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 
 
 @pytest.fixture
-def own_redis():  # type: ignore[no-untyped-def]
+def own_redis():
     redis = OwnRedis().start()
     yield redis
     redis.stop()
 
 
-def _post(relay, key: str) -> tuple[int, float, dict]:  # type: ignore[no-untyped-def]
+def _post(relay, key: str) -> tuple[int, float, dict]:
     started = time.monotonic()
     answer = requests.post(
         f"{relay.base_url}/chat/completions", json=BODY, headers={"Authorization": f"Bearer {key}"}, timeout=30

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def whisper(relay_setup):  # type: ignore[no-untyped-def]
+def whisper(relay_setup):
     from billing.models import ModelPrice
     from channels_app.models import Channel
 

@@ -10,7 +10,7 @@ from tests.gateway import wait_for
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def ask(sdk):  # type: ignore[no-untyped-def]
+def ask(sdk):
     return sdk.chat.completions.create(model="gpt-4o", max_tokens=5, messages=[{"role": "user", "content": "hi"}])
 
 

@@ -54,7 +54,7 @@ def test_judge_separates_the_requests_fault_from_the_keys(status, body, phrases,
 
 
 @pytest.fixture
-def three_keys(relay_setup):  # type: ignore[no-untyped-def]
+def three_keys(relay_setup):
     from channels_app.models import DisablePhrase
     from channels_app.services import add_keys
 

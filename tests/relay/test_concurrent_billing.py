@@ -31,7 +31,7 @@ async def fire(urls: list[str], key: str, n: int) -> list[int]:
         return list(await asyncio.gather(*(one(i) for i in range(n))))
 
 
-def cost_of_one(relay_setup, gateway) -> int:  # type: ignore[no-untyped-def]
+def cost_of_one(relay_setup, gateway) -> int:
     """Measure one request's real cost with a separate, rich user."""
     from billing import services
     from billing.models import UsageLog
@@ -44,7 +44,7 @@ def cost_of_one(relay_setup, gateway) -> int:  # type: ignore[no-untyped-def]
     return wait_for(lambda: UsageLog.objects.filter(user=rich).values_list("cost", flat=True).first())  # type: ignore[return-value]
 
 
-def run_and_check(relay_setup, gateway, urls):  # type: ignore[no-untyped-def]
+def run_and_check(relay_setup, gateway, urls):
     from billing import services
     from billing.models import LedgerEntry, UsageLog, User
 

@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.service]
 BODY = {"model": "gpt-4o", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
 
 
-async def load(urls: list[str], key: str, n: int, kill=None) -> list[tuple[int, str]]:  # type: ignore[no-untyped-def]
+async def load(urls: list[str], key: str, n: int, kill=None) -> list[tuple[int, str]]:
     """n requests spread over urls; (status, request id) each, status 0 if the connection died."""
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
 

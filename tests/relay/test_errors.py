@@ -13,12 +13,12 @@ from django.utils import timezone
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def post(gateway, key, body, **kw):  # type: ignore[no-untyped-def]
+def post(gateway, key, body, **kw):
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json", **kw.pop("headers", {})}
     return requests.post(f"{gateway.base_url}/chat/completions", data=body, headers=headers, timeout=10, **kw)
 
 
-def assert_error(response, status, code=None):  # type: ignore[no-untyped-def]
+def assert_error(response, status, code=None):
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"}

@@ -74,7 +74,7 @@ async def test_error_reply_raises_and_connection_stays_usable(client, prefix):
 
 async def test_bad_argument_type_is_refused_before_sending(client):
     with pytest.raises(TypeError):
-        await client.execute("SET", "x", None)  # type: ignore[arg-type]
+        await client.execute("SET", "x", None)
     assert await client.execute("PING") == b"PONG"
 
 

@@ -15,14 +15,14 @@ from tests.gateway import wait_for
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _fund(user, micro: int) -> None:  # type: ignore[no-untyped-def]
+def _fund(user, micro: int) -> None:
     from billing import services
     from billing.models import User
 
     services.adjust(User.objects.get(pk=user.pk), micro - User.objects.get(pk=user.pk).balance, actor=user, note="t")
 
 
-def _burst(gateway, key: str, body: dict, count: int) -> list[int]:  # type: ignore[no-untyped-def]
+def _burst(gateway, key: str, body: dict, count: int) -> list[int]:
     def one(_: int) -> int:
         headers = {"Authorization": f"Bearer {key}"}
         return requests.post(f"{gateway.base_url}/chat/completions", json=body, headers=headers, timeout=20).status_code

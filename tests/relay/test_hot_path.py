@@ -23,14 +23,14 @@ class CountingBackend:
     """The real backend, counting which of its methods run (the relay's only
     way to the database is this interface)."""
 
-    def __init__(self, inner) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, inner) -> None:
         self.inner = inner
         self.calls: Counter[str] = Counter()
 
-    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+    def __getattr__(self, name: str):
         method = getattr(self.inner, name)
 
-        def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        def counted(*args, **kwargs):
             self.calls[name] += 1
             return method(*args, **kwargs)
 

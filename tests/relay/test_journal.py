@@ -15,7 +15,7 @@ from relay.ports import decode_event
 from tests.billing.events import usage_event
 
 
-def segments(directory) -> list:  # type: ignore[no-untyped-def]
+def segments(directory) -> list:
     return sorted(directory.glob("*" + SUFFIX))
 
 
@@ -66,7 +66,7 @@ def test_a_segment_whose_settling_fails_is_kept(tmp_path) -> None:
     event = usage_event(1, 10)
     (tmp_path / f"dead{SUFFIX}").write_bytes(journal_module.encode_event(event) + b"\n")
 
-    def refuse(events):  # type: ignore[no-untyped-def]
+    def refuse(events):
         raise RuntimeError("database refused")
 
     # when / then: kept on failure, settled by the next run

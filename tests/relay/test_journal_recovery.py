@@ -32,8 +32,8 @@ def test_killed_with_unsettled_usage_then_settled_once(relay_setup, spawn_relay)
     try:
         # when: requests complete anyway (their usage is journaled), then the relay is killed
         answers = asyncio.run(load([victim.url], key, 12))
-        os.kill(victim.proc.pid, signal.SIGKILL)  # type: ignore[attr-defined]
-        victim.proc.wait(10)  # type: ignore[attr-defined]
+        os.kill(victim.proc.pid, signal.SIGKILL)
+        victim.proc.wait(10)
     finally:
         lock.execute("ROLLBACK")
         lock.close()

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def two_channels(relay_setup):  # type: ignore[no-untyped-def]
+def two_channels(relay_setup):
     """Channel A (priority 10): [good, invalid (401), rate-limited (429, Retry-After 30)];
     channel B (priority 0): one good key."""
     from channels_app.models import Channel, ChannelKey
@@ -35,7 +35,7 @@ def two_channels(relay_setup):  # type: ignore[no-untyped-def]
     return {**relay_setup, "a": a, "b": b, "keys": keys}
 
 
-def used_keys(emulator) -> Counter:  # type: ignore[no-untyped-def]
+def used_keys(emulator) -> Counter:
     return Counter(r["key"] for r in emulator.requests)
 
 

@@ -13,7 +13,7 @@ D = Decimal
 ONE = D(1)
 
 
-def price(**kw) -> PriceSnap:  # type: ignore[no-untyped-def]
+def price(**kw) -> PriceSnap:
     base = {"input": D("2.5"), "output": D("10"), "cached_input": D("1.25"), "audio": D("40")}
     return PriceSnap(**{**base, **kw})
 

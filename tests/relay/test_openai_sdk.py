@@ -10,7 +10,7 @@ from tests.gateway import wait_for
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def client(gateway, key, **kw):  # type: ignore[no-untyped-def]
+def client(gateway, key, **kw):
     return openai.OpenAI(base_url=gateway.base_url, api_key=key, _strict_response_validation=True, max_retries=0, **kw)
 
 
@@ -181,7 +181,7 @@ def test_dashboard_billing_endpoints_show_balance_in_openai_legacy_shape(relay_s
     settled(1)
 
     # when
-    def get(key, path):  # type: ignore[no-untyped-def]
+    def get(key, path):
         r = requests.get(f"{gateway.url}{path}", headers={"Authorization": f"Bearer {key}"}, timeout=5)
         assert r.status_code == 200, r.text
         return r.json()

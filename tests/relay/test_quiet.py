@@ -73,7 +73,7 @@ class RecordingBackend:
     def __init__(self) -> None:
         self.settled_at: list[float] = []
 
-    def apply_usage(self, events):  # type: ignore[no-untyped-def]
+    def apply_usage(self, events):
         self.settled_at.append(time.monotonic())
         return Settled()
 
@@ -128,7 +128,7 @@ async def test_the_stream_consumer_reads_a_backlog_without_waiting_for_a_gap() -
             self.backend = RecordingBackend()
             self.batches: list[tuple[int, int]] = []
 
-        async def run(self, fn, events):  # type: ignore[no-untyped-def]
+        async def run(self, fn, events):
             self.batches.append((len(events), self.quiet.waits))
             return fn(events)
 

@@ -15,7 +15,7 @@ from billing.models import User
 class Command(BaseCommand):
     help = "Apply migrations and create the operator 'root' on first start (idempotent)."
 
-    def handle(self, *args, **options) -> None:  # type: ignore[no-untyped-def]
+    def handle(self, *args, **options) -> None:
         call_command("migrate", interactive=False, verbosity=0)
         root = User.objects.filter(username="root").first()
         if root is None:

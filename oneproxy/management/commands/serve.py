@@ -20,11 +20,11 @@ from django.core.management.base import BaseCommand
 class Command(BaseCommand):
     help = "Run the gateway: ASGI server (relay + admin + API), Celery worker and beat."
 
-    def add_arguments(self, parser) -> None:  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser) -> None:
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
         parser.add_argument("--no-celery", action="store_true", help="Only the ASGI server.")
 
-    def handle(self, *args, host: str, no_celery: bool, **options) -> None:  # type: ignore[no-untyped-def]
+    def handle(self, *args, host: str, no_celery: bool, **options) -> None:
         call_command("bootstrap")
         bin_dir = os.path.dirname(sys.executable)
         mode = "service" if settings.SERVICE_MODE else "embedded"
@@ -77,7 +77,7 @@ class Command(BaseCommand):
         procs = {name: subprocess.Popen(cmd) for name, cmd in commands.items()}
         stopping = False
 
-        def stop(signum, frame) -> None:  # type: ignore[no-untyped-def]
+        def stop(signum, frame) -> None:
             nonlocal stopping
             stopping = True
 
