@@ -18,8 +18,7 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 # The machine has two cores. The process under test gets core 0 to itself;
 # the load generator, the upstreams and this driver share core 1, so that
 # every relay is measured on one whole core and the load never competes
-# with it (DESIGN.md's reference figures were taken the same way: one
-# worker process each).
+# with it (one worker process each).
 SERVER_CPUS = {0}
 LOAD_CPUS = {1}
 

@@ -1,6 +1,6 @@
 """Budget periods and what was spent in them; read by the admin, /api/me/ and the relay's snapshots.
 
-Periods are in UTC (DESIGN.md "Money"): a day starts at 00:00, an ISO week
+Periods are in UTC (docs/ARCHITECTURE.md, "Money"): a day starts at 00:00, an ISO week
 on Monday 00:00, a calendar month on the 1st at 00:00. A budget "resets"
 simply because a new period starts: spending is summed from ``UsageLog.cost``
 over ``[period_start, period_end)``, so nothing needs to be zeroed.

@@ -1,6 +1,6 @@
 """Scheduled billing upkeep; each task is a thin call into billing.services.
 
-Names are stable (DESIGN.md "Celery task names"): renaming one would strand
+Names are stable (docs/ARCHITECTURE.md, "Where code goes"): renaming one would strand
 messages already queued under the old name.
 """
 

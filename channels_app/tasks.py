@@ -1,6 +1,6 @@
 """Scheduled key-pool upkeep; each task is a thin call into channels_app.
 
-Names are stable (DESIGN.md "Celery task names"): renaming one would strand
+Names are stable (docs/ARCHITECTURE.md, "Where code goes"): renaming one would strand
 messages already queued under the old name. Failures are logged with the
 channel and key id, never a secret; task arguments hold no secret either.
 """

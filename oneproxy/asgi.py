@@ -3,7 +3,7 @@ Django serves the admin, the management API and health checks.
 
 The relay is a lean ASGI app of its own, not a Django view: Django's
 request handling alone costs several times the whole relay's budget
-(DESIGN.md, "Why the relay is a lean ASGI app in front of Django").
+(docs/ARCHITECTURE.md, "Processes and modes").
 """
 
 from __future__ import annotations
