@@ -40,6 +40,7 @@ from relay.providers import openai as openai_adapter
 from relay.redis_names import DEFAULT_PREFIX, RedisNames
 from relay.routing import candidate_channels
 from relay.snapshot import ChannelSnap, KeySnap, Snapshot, TokenSnap, UserSnap
+from relay.validation import validate
 
 log = logging.getLogger("oneproxy.relay")
 
@@ -398,6 +399,7 @@ class Relay:
                 raise bad_request("We could not parse the JSON body of your request.", code="invalid_json") from None
             if not isinstance(payload, dict):
                 raise bad_request("The request body must be a JSON object.", code="invalid_json")
+            validate(endpoint, payload)
             model = payload.get("model")
             stream = payload.get("stream") is True
         else:
@@ -417,13 +419,16 @@ class Relay:
         call.ledger += time.monotonic() - holding
         try:
             response = await self.forward(call, tiers)
+            if stream:
+                await self.stream(call, response, scope, receive, send)
+            else:
+                await self.respond(call, response, send)
         except BaseException as exc:
-            await self._finish_failed(call, exc)
+            # Whatever failed after the hold (an upstream, the client, a bug
+            # of ours), the hold never outlives the request.
+            if call.hold is not None:
+                await self._finish_failed(call, exc)
             raise
-        if stream:
-            await self.stream(call, response, scope, receive, send)
-        else:
-            await self.respond(call, response, send)
 
     def route(self, user: UserSnap, model: str, pinned: int | None) -> tuple[tuple[ChannelSnap, ...], ...]:
         assert self.snapshot is not None
@@ -488,7 +493,9 @@ class Relay:
                 call.attempts += 1
                 call.channel, call.key = channel, key
                 try:
-                    return await self.attempt(call, channel, key)
+                    response = await self.attempt(call, channel, key)
+                    call.reached = True
+                    return response
                 except UpstreamFailure as failure:
                     call.reached = call.reached or failure.reached
                     last = failure
@@ -597,6 +604,18 @@ class Relay:
             verdict = keystate.Verdict("transient", "connect_error", f"cannot reach upstream: {type(exc).__name__}")
             raise UpstreamFailure(502, verdict, reached=False) from None
         if response.status < 400:
+            if not call.stream:
+                # A whole answer is read here, inside the attempt: nothing has
+                # reached the client yet, so a reset or a stall mid-body is
+                # retried on another key like any failure before the first byte.
+                try:
+                    await response.read()
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    response.release()
+                    verdict = keystate.Verdict(
+                        "transient", "body_broken", f"upstream broke off its answer ({type(exc).__name__})"
+                    )
+                    raise UpstreamFailure(502, verdict, timeout=isinstance(exc, TimeoutError)) from None
             return response, None
         try:
             return response, await response.read()
@@ -608,16 +627,9 @@ class Relay:
     # --- answering ----------------------------------------------------------
 
     async def respond(self, call: Call, response: aiohttp.ClientResponse, send: Send) -> None:
-        reading = time.monotonic()
-        try:
-            data = await response.read()
-            call.upstream += time.monotonic() - reading
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            response.release()
-            await self._finish_failed(call, exc)
-            raise RelayError(
-                502, "Upstream connection broke while reading the answer.", type="server_error", code="upstream_error"
-            ) from None
+        data = await response.read()  # read (and timed) in the attempt already: aiohttp keeps it
+        for upstream_name, client_name in _model_renames(call):
+            data = data.replace(upstream_name, client_name)
         content_type = response.headers.get("Content-Type", "application/json").encode("latin-1")
         usage = self._usage_from_body(call, data, content_type)
         await self._settle(call, usage, 200)
@@ -680,6 +692,7 @@ class Relay:
         state = _StreamState(
             client_wants_usage=bool(((call.payload or {}).get("stream_options") or {}).get("include_usage")),
             secret=call.key.secret if call.key is not None else "",
+            renames=_model_renames(call),
         )
         await send(
             {
@@ -719,7 +732,9 @@ class Relay:
             }
             tail = b"data: " + orjson.dumps(err) + b"\n\n"
         else:
-            tail = b"data: [DONE]\n\n" if state.done else b""
+            # [DONE] as the upstream sent it; a Responses stream ends on its
+            # terminal event alone, as OpenAI's does.
+            tail = b"data: [DONE]\n\n" if state.done_marker else b""
         await send({"type": "http.response.body", "body": tail, "more_body": False})
 
     async def _pump(self, response: aiohttp.ClientResponse, send: Send, state: _StreamState) -> None:
@@ -793,12 +808,44 @@ class Relay:
         call.hold = None
 
 
-class _StreamState:
-    __slots__ = ("client_gone", "client_wants_usage", "delivered", "done", "error", "secret", "usage")
+# A Responses API stream ends on one of these events (no [DONE]).
+TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
-    def __init__(self, client_wants_usage: bool, secret: str = "") -> None:
+
+def _model_renames(call: Call) -> tuple[tuple[bytes, bytes], ...]:
+    """With model mapping, the upstream's model name as it appears in JSON
+    (compact and spaced) and the client's model name to put back: the client
+    sees the model it asked for; the usage row keeps both."""
+    channel = call.channel
+    if channel is None:
+        return ()
+    upstream = channel.upstream_model(call.model)
+    if upstream == call.model:
+        return ()
+    theirs, ours = orjson.dumps(upstream), orjson.dumps(call.model)
+    return ((b'"model":' + theirs, b'"model":' + ours), (b'"model": ' + theirs, b'"model": ' + ours))
+
+
+class _StreamState:
+    __slots__ = (
+        "client_gone",
+        "client_wants_usage",
+        "delivered",
+        "done",
+        "done_marker",
+        "error",
+        "renames",
+        "secret",
+        "usage",
+    )
+
+    def __init__(
+        self, client_wants_usage: bool, secret: str = "", renames: tuple[tuple[bytes, bytes], ...] = ()
+    ) -> None:
         self.client_wants_usage = client_wants_usage
         self.secret = secret.encode()
+        self.renames = renames
+        self.done_marker = False  # the upstream sent [DONE]
         self.usage: Usage | None = None
         self.done = False
         self.error: str | None = None
@@ -809,10 +856,14 @@ class _StreamState:
         """Look at one SSE event; what to send of it (None: nothing). An error
         event, or any event quoting the key, is sent with keys masked."""
         if event.startswith(b"data: [DONE]"):
-            self.done = True
+            self.done = self.done_marker = True
             return None  # sent last, after the usage event is queued
         if b'"error"' in event or (self.secret and self.secret in event):
             event = _mask_event(event, self.secret)
+        for upstream_name, client_name in self.renames:
+            event = event.replace(upstream_name, client_name)
+        if b"response." in event[:64] and _event_type(event) in TERMINAL_EVENTS:
+            self.done = True
         if b'"usage":{' in event or b'"usage": {' in event:
             try:
                 parsed = orjson.loads(event[event.index(b"{") :])
@@ -838,6 +889,20 @@ class _StreamState:
             except orjson.JSONDecodeError:
                 continue
         return "".join(parts)
+
+
+def _event_type(event: bytes) -> str | None:
+    """The ``event:`` name of an SSE event, else its data's ``type``."""
+    if event.startswith(b"event:"):
+        return event[6 : event.find(b"\n")].strip().decode("latin-1")
+    at = event.find(b"data:")
+    if at < 0:
+        return None
+    try:
+        data = orjson.loads(event[at + 5 :])
+    except orjson.JSONDecodeError:
+        return None
+    return data.get("type") if isinstance(data, dict) and isinstance(data.get("type"), str) else None
 
 
 def _mask_event(event: bytes, secret: bytes) -> bytes:
@@ -898,12 +963,15 @@ def prompt_estimate(payload: dict[str, Any] | None, model: str, raw: bytes) -> i
     messages = payload.get("messages")
     text = payload.get("prompt", payload.get("input"))
     if isinstance(messages, list):
-        size = sum(
-            len(m.get("content") or "")
-            if isinstance(m, dict) and isinstance(m.get("content"), str)
-            else len(orjson.dumps(m))
-            for m in messages
-        )
+        try:
+            size = sum(
+                len(m.get("content") or "")
+                if isinstance(m, dict) and isinstance(m.get("content"), str)
+                else len(orjson.dumps(m))
+                for m in messages
+            )
+        except orjson.JSONEncodeError:  # nested deeper than orjson writes: count the raw body
+            return len(raw) // 3
         if size <= TOKENIZE_UP_TO:
             return tokenizer.count_chat_prompt(messages, model) + 1
         return size // 3 + 4 * len(messages)

@@ -79,9 +79,11 @@ def count_chat_prompt(messages: list[Any], model: str) -> int:
     return total
 
 
-def _text_of(value: object) -> str:
+def _text_of(value: object, depth: int = 0) -> str:
     if isinstance(value, str):
         return value
-    if isinstance(value, list):  # content parts
-        return " ".join(_text_of(p.get("text", "")) if isinstance(p, dict) else _text_of(p) for p in value)
+    if isinstance(value, list) and depth < 8:  # content parts (nested no deeper than this)
+        return " ".join(
+            _text_of(p.get("text", ""), depth + 1) if isinstance(p, dict) else _text_of(p, depth + 1) for p in value
+        )
     return ""
