@@ -36,6 +36,7 @@ async def _lifespan(relay: Relay, receive, send) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            _warn_key_beside_data()
             try:
                 await relay.startup()
             except Exception as exc:  # noqa: BLE001 - reported to the server, which exits
@@ -46,6 +47,22 @@ async def _lifespan(relay: Relay, receive, send) -> None:
             await relay.shutdown()
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+def _warn_key_beside_data() -> None:
+    import logging
+    from pathlib import Path
+
+    from django.conf import settings
+
+    from oneproxy.env import generated_secret_path, key_beside_data
+
+    db = settings.DATABASES["default"]
+    sqlite = Path(db["NAME"]) if "sqlite" in db["ENGINE"] else None
+    key_file = generated_secret_path("ONEPROXY_ENCRYPTION_KEY", settings.DATA_DIR)
+    warning = key_beside_data(settings.SERVICE_MODE, key_file, sqlite)
+    if warning:
+        logging.getLogger("oneproxy").warning(warning)
 
 
 relay = Relay(relay_config(), DjangoBackend())

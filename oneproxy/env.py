@@ -128,5 +128,30 @@ def persistent_secret(name: str, data_dir: Path, make: Callable[[], str]) -> str
     return generated
 
 
+def generated_secret_path(name: str, data_dir: Path) -> Path | None:
+    """Where ``persistent_secret`` keeps a generated value; None when the
+    environment supplies it."""
+    if _raw(name) is not None:
+        return None
+    return data_dir / name.lower()
+
+
+def key_beside_data(service_mode: bool, key_file: Path | None, sqlite_path: Path | None) -> str | None:
+    """A warning when the encryption key lives in the same directory as the
+    data it protects (a copy or backup of that one directory then holds both),
+    in service mode, where the key should come from a secret store."""
+    if not service_mode or key_file is None:
+        return None
+    if sqlite_path is not None and sqlite_path.resolve().parent == key_file.resolve().parent:
+        where = f"beside the SQLite database {sqlite_path}"
+    else:
+        where = f"in the data directory {key_file.parent}"
+    return (
+        f"ONEPROXY_ENCRYPTION_KEY is the generated file {key_file}, {where}: anyone with a copy of that "
+        "directory can decrypt the stored provider keys. In service mode set ONEPROXY_ENCRYPTION_KEY (or "
+        "ONEPROXY_ENCRYPTION_KEY_FILE) from a secret store and keep it out of database backups."
+    )
+
+
 def new_django_secret() -> str:
     return secrets.token_urlsafe(50)

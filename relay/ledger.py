@@ -61,10 +61,13 @@ def budgets_of(user: UserSnap) -> list[tuple[Subject, int, str]]:
     return out
 
 
+PERIOD_ADJECTIVE = {"day": "daily", "week": "weekly", "month": "monthly"}
+
+
 def _budget_refusal(subject: Subject, period: str, amount: int, left: int) -> Exception:
     whose = "Your" if subject[0] == "user" else "Your team's"
     return insufficient_quota(
-        f"{whose} {period}ly budget is used up: this request may cost up to {_usd(amount)}, {_usd(max(left, 0))} "
+        f"{whose} {PERIOD_ADJECTIVE.get(period, period)} budget is used up: this request may cost up to {_usd(amount)}, {_usd(max(left, 0))} "
         "left this period."
     )
 
