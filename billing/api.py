@@ -37,6 +37,7 @@ from billing.serializers import (
     UserSerializer,
 )
 from core.api import IsOperator
+from oneproxy.api_errors import MAX_INT
 
 
 def visible_users(caller: User) -> QuerySet[User]:
@@ -80,9 +81,12 @@ def _int_param(request: Request, name: str) -> int | None:
     if raw in (None, ""):
         return None
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise exceptions.ValidationError({name: [f"Expected an integer id, got {raw!r}."]}) from None
+    if not -MAX_INT <= value <= MAX_INT:
+        raise exceptions.ValidationError({name: [f"{name} is out of range."]})
+    return value
 
 
 def _datetime_param(request: Request, name: str) -> datetime | None:

@@ -14,6 +14,11 @@ urlpatterns = [
 ]
 
 
+handler400 = "oneproxy.api_errors.bad_request"
+handler403 = "oneproxy.api_errors.forbidden"
+handler404 = "oneproxy.api_errors.not_found"
+
+
 def handler500(request):
     """JSON for the API, never a traceback; the admin keeps Django's page."""
     from django.http import JsonResponse

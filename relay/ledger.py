@@ -66,8 +66,9 @@ PERIOD_ADJECTIVE = {"day": "daily", "week": "weekly", "month": "monthly"}
 
 def _budget_refusal(subject: Subject, period: str, amount: int, left: int) -> Exception:
     whose = "Your" if subject[0] == "user" else "Your team's"
+    adjective = PERIOD_ADJECTIVE.get(period, period)
     return insufficient_quota(
-        f"{whose} {PERIOD_ADJECTIVE.get(period, period)} budget is used up: this request may cost up to {_usd(amount)}, {_usd(max(left, 0))} "
+        f"{whose} {adjective} budget is used up: this request may cost up to {_usd(amount)}, {_usd(max(left, 0))} "
         "left this period."
     )
 
