@@ -75,4 +75,6 @@ def relay_config() -> RelayConfig:
         journal_dir=None if settings.REDIS_URL else usage_sink.journal_dir(),
         max_cooldown=float(settings.ONEPROXY_MAX_COOLDOWN_SECONDS),
         redis_timeout=settings.ONEPROXY_REDIS_TIMEOUT_MS / 1000,
+        body_timeout=float(settings.ONEPROXY_BODY_TIMEOUT_SECONDS),
+        max_receiving=settings.ONEPROXY_MAX_RECEIVING,
     )

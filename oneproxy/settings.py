@@ -54,6 +54,10 @@ ONEPROXY_TRUSTED_PROXIES = envcidrs("ONEPROXY_TRUSTED_PROXIES")
 # Attempts after the first one: another key, then another channel.
 ONEPROXY_RETRY_COUNT = envint("ONEPROXY_RETRY_COUNT", 3, minimum=0, maximum=20)
 # Completion tokens assumed for a hold when the request sets no max_tokens.
+# A request body must arrive within this many seconds (408 after, the
+# connection closed); at most this many requests may be receiving one at once.
+ONEPROXY_BODY_TIMEOUT_SECONDS = envint("ONEPROXY_BODY_TIMEOUT_SECONDS", 30, minimum=1, maximum=3600)
+ONEPROXY_MAX_RECEIVING = envint("ONEPROXY_MAX_RECEIVING", 1024, minimum=1)
 # Connect and read timeout of every Redis call the relay makes: a Redis that
 # stops answering gets requests a 503 store_unavailable after this long.
 ONEPROXY_REDIS_TIMEOUT_MS = envint("ONEPROXY_REDIS_TIMEOUT_MS", 1000, minimum=50, maximum=60000)

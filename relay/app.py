@@ -78,6 +78,10 @@ class RelayConfig:
     poll_interval: float = 1.0
     # Embedded mode's usage journal (relay/journal.py); service mode queues on Redis.
     journal_dir: Path | None = None
+    # Seconds a request body may take to arrive (408 after), and how many
+    # requests may be receiving one at once (503 server_busy past it).
+    body_timeout: float = 30.0
+    max_receiving: int = 1024
     # Connect and read timeout of every Redis call, seconds.
     redis_timeout: float = 1.0
     # The longest a key cools on an upstream's Retry-After.
@@ -151,6 +155,7 @@ class Relay:
         self._subscriber: Any = None
         self._fast_redis: RespClient | None = None
         self.redis_outage = Outage("Redis")
+        self.receiving = 0  # requests whose body is still arriving
         self.redis_names = RedisNames(config.redis_prefix)
         # Requests in flight; the DB worker's periodic batches wait for none.
         self.quiet = Quiet()
@@ -295,6 +300,8 @@ class Relay:
                 raise RelayError(404, f"Unknown request URL: {scope['method']} {path}.", code="unknown_url")
         except RelayError as exc:
             extra = [(b"retry-after", str(exc.retry_after).encode())] if exc.retry_after is not None else None
+            if exc.status in (408, 413) or exc.code == "server_busy":  # the body is never read: close
+                extra = [*(extra or []), (b"connection", b"close")]
             await send_response(send, exc.status, exc.body(request_id), request_id, extra=extra)
         except ClientGone:
             return
@@ -389,7 +396,18 @@ class Relay:
     async def proxy(self, scope: Scope, receive: Receive, send: Send, request_id: str, endpoint: str) -> None:
         started = time.monotonic()
         token, user, pinned = self.authenticate(scope)
-        raw = await read_body(scope, receive, self.config.max_body_bytes)
+        if self.receiving >= self.config.max_receiving:
+            # Bodies still arriving past this count are slow or stalled
+            # clients; each holds a connection for up to body_timeout.
+            raise RelayError(
+                503, "Too many requests are still sending their bodies; retry shortly.", type="server_error",
+                code="server_busy", retry_after=1,
+            )  # fmt: skip
+        self.receiving += 1
+        try:
+            raw = await read_body(scope, receive, self.config.max_body_bytes, self.config.body_timeout)
+        finally:
+            self.receiving -= 1
         content_type = (header(scope, b"content-type") or b"application/json").decode("latin-1")
         payload: dict[str, Any] | None = None
         if endpoint in openai_adapter.JSON_ENDPOINTS:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -26,13 +27,24 @@ def header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+async def read_body(scope: Scope, receive: Receive, limit: int, timeout: float = 30.0) -> bytes:
     """The whole request body, refusing (413) as soon as it passes ``limit``,
     before reading the rest: a declared Content-Length over it is refused
-    without reading anything."""
+    without reading anything. A body that has not arrived within ``timeout``
+    seconds (a client that promised one and stalled) is a 408."""
     declared = header(scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_large(limit)
+    try:
+        async with asyncio.timeout(timeout):
+            return await _read_all(receive, limit)
+    except TimeoutError:
+        raise RelayError(
+            408, f"The request body did not arrive within {timeout:g} s.", code="request_timeout"
+        ) from None
+
+
+async def _read_all(receive: Receive, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
