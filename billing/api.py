@@ -37,7 +37,6 @@ from billing.serializers import (
     UserSerializer,
 )
 from core.api import IsOperator
-from oneproxy.api_errors import MAX_INT
 
 
 def visible_users(caller: User) -> QuerySet[User]:
@@ -74,6 +73,10 @@ def can_manage(caller: User, target: User) -> bool:
 def _require(allowed: bool, message: str) -> None:
     if not allowed:
         raise exceptions.PermissionDenied(message)
+
+
+# The largest integer a database column holds (bigint).
+MAX_INT = 2**63 - 1
 
 
 def _int_param(request: Request, name: str) -> int | None:
