@@ -168,13 +168,18 @@ def _oldest_unread_age_ms() -> int:
 
 
 def release_stale_holds(older_than_seconds: float, now: float) -> int:
-    """Give back the holds taken more than ``older_than_seconds`` ago and
-    never settled (their relay process died); returns how many. Exact: each
+    """Settle the holds taken more than ``older_than_seconds`` ago and never
+    settled (their relay process died): charged at the estimate if the
+    request had been sent upstream, given back if not; returns how many. Exact: each
     hold is one registry entry, removed and given back atomically, and a
     request that does settle later is then charged without a second release."""
-    holds = names().holds
-    released = 0
-    stale = client().zrangebyscore(holds, "-inf", now - older_than_seconds)
+    n = names()
+    released = charged = 0
+    stale = client().zrangebyscore(n.holds, "-inf", now - older_than_seconds)
     for member in stale:
-        released += int(client().eval(RELEASE_STALE, 1, holds, member))
-    return released
+        outcome = int(client().eval(RELEASE_STALE, 3, n.holds, n.sent, n.usage_stream, member))
+        released += outcome == 1
+        charged += outcome == 2
+    if charged:
+        log.warning("charged %d stale hold(s) at their estimate: their requests had gone upstream", charged)
+    return released + charged

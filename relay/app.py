@@ -63,6 +63,8 @@ AUDIO_BYTES_PER_SECOND = 2_000
 AUDIO_BYTES_PER_SECOND_TYPICAL = 16_000
 AUDIO_TOKENS_PER_SECOND = 50
 TEXT_TOKENS_PER_SECOND = 10
+# The usage row of a request whose relay died after sending it upstream.
+LOST_ERROR = "the relay process ended before this request settled; charged at the hold's estimate"
 # How much of a stream is kept to count tokens when the upstream reports none.
 DELIVERED_KEEP = 1 << 20
 
@@ -510,6 +512,8 @@ class Relay:
                     break
                 call.attempts += 1
                 call.channel, call.key = channel, key
+                if call.attempts == 1:
+                    self._mark_sent(call)
                 try:
                     response = await self.attempt(call, channel, key)
                     call.reached = True
@@ -539,6 +543,16 @@ class Relay:
             type="server_error",
             code="no_available_key",
         )
+
+    def _mark_sent(self, call: Call) -> None:
+        """Record with the hold that the request goes upstream now: if this
+        process dies before settling, the request is charged at the hold's
+        estimate (the upstream may have done and billed the work), and a
+        hold without this record is only released."""
+        assert self.ledger is not None and call.hold is not None
+        event = self._event(call, Usage(estimated=True), call.hold.amount, 0, LOST_ERROR)
+        event.held, event.kind = call.hold.amount, "sent"
+        self.ledger.sent(call.hold, event)
 
     async def _transition(self, transition: keystate.Transition | None) -> None:
         """Persist a key's new state and tell the other relay processes

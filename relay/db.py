@@ -124,6 +124,20 @@ class DbWorker:
         self._journal = journal
         self._settler = asyncio.create_task(self._settle_forever(), name="oneproxy-usage-settler")
 
+    def journal_sent(self, event: UsageEvent) -> int:
+        """Journal that a request went upstream (``event`` is its charge at
+        the hold's estimate); returns the segment, for ``journal_done``."""
+        assert self._journal is not None
+        return self._journal.append(event)
+
+    def journal_done(self, segment: int, void: UsageEvent | None) -> None:
+        """The request of a "sent" record settled (its usage event supersedes
+        the record) or never left (``void``, a "void" record, cancels it)."""
+        assert self._journal is not None
+        if void is not None:
+            self._journal.append(void, counted=False)
+        self._journal.settled((segment,))
+
     def submit_usage(self, event: UsageEvent) -> None:
         """Journal one event (durable when this returns); settled shortly."""
         assert self._journal is not None

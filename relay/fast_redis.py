@@ -218,6 +218,17 @@ class RespClient:
         """Run one command: bytes, int, list or None back; an error reply raises ``RespError``."""
         return await self._send(args)
 
+    def fire(self, *args: Arg) -> None:
+        """Send one command without waiting for its reply: it goes out, in
+        order, with this loop turn's other commands. A failure is dropped
+        (the caller has no use for it; the Redis outage shows elsewhere)."""
+        conn = self._conn
+        try:
+            future = conn.send(args) if conn is not None else asyncio.ensure_future(self._connect_and_send(args))
+        except ConnectionError:
+            return
+        future.add_done_callback(_drop_result)
+
     def script(self, source: str) -> Script:
         return Script(self, source)
 
@@ -282,6 +293,11 @@ class RespClient:
         if conn is not None and conn.transport is not None:
             conn.transport.close()
             await conn.closed
+
+
+def _drop_result(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved: no "exception was never retrieved" warning
 
 
 class Script:

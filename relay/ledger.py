@@ -11,6 +11,7 @@ the database.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -49,6 +50,9 @@ class Hold:
     subjects: tuple[Subject, ...] = ()  # budgets this hold counts against
     allow_keys: tuple[str, ...] = ()  # their Redis allowance keys (service mode)
     member: str = ""  # its entry in the Redis hold registry (service mode)
+    ref: str = ""  # the member's id, also the key of its "sent" record (service mode)
+    segment: int | None = None  # the journal segment of its "sent" record (embedded mode)
+    sent_event: UsageEvent | None = None  # that record (embedded mode)
 
 
 def budgets_of(user: UserSnap) -> list[tuple[Subject, int, str]]:
@@ -91,6 +95,11 @@ class Ledger(Protocol):
 
     async def release(self, hold: Hold) -> None:
         """Give the hold back: nothing was charged."""
+
+    def sent(self, hold: Hold, event: UsageEvent) -> None:
+        """The request is about to go upstream: record it with the hold, so a
+        process that dies before settling is charged at the estimate
+        (``event``) for what demonstrably left, and released otherwise."""
 
 
 class MemoryLedger:
@@ -168,7 +177,24 @@ class MemoryLedger:
     async def view(self, user: UserSnap, token: TokenSnap) -> tuple[int, int]:
         return self.available(user.id), self._used.get(token.id, 0) + self._token_unwritten.get(token.id, 0)
 
+    def sent(self, hold: Hold, event: UsageEvent) -> None:
+        if hold.segment is None:
+            hold.segment = self.db.journal_sent(event)
+            hold.sent_event = event
+
+    def _finished(self, hold: Hold, event: UsageEvent | None) -> None:
+        """The request settled (``event``) or never left (None): its "sent"
+        record is superseded or voided."""
+        if hold.segment is not None:
+            void = dataclasses.replace(hold.sent_event, kind="void") if event is None and hold.sent_event else None
+            self.db.journal_done(hold.segment, void)
+            hold.segment = hold.sent_event = None
+
     async def release(self, hold: Hold) -> None:
+        self._give_back(hold)
+        self._finished(hold, None)
+
+    def _give_back(self, hold: Hold) -> None:
         self._held[hold.user_id] -= hold.amount
         if hold.capped:
             self._token_held[hold.token_id] -= hold.amount
@@ -176,7 +202,7 @@ class MemoryLedger:
             self._budget_held[subject] -= hold.amount
 
     async def settle(self, hold: Hold, event: UsageEvent) -> None:
-        await self.release(hold)
+        self._give_back(hold)
         cap(event, hold, charge_micro(event.cost, hold.amount, self.available(hold.user_id)))
         self._unwritten[hold.user_id] = self._unwritten.get(hold.user_id, 0) + event.cost
         if event.token_id is not None:
@@ -187,6 +213,7 @@ class MemoryLedger:
                 self._spent[subject] = self._spent.get(subject, 0) + event.cost
             self._subjects_of[event.request_id] = hold.subjects
         self.db.submit_usage(event)
+        self._finished(hold, event)
 
 
 def cap(event: UsageEvent, hold: Hold, charged: int) -> None:
@@ -244,8 +271,9 @@ return {2}
 """
 
 # Release the hold, charge the cost and queue the usage event, atomically.
-# KEYS: balance, token used, usage stream, hold registry, then allowances.
-# ARGV: hold, cost, capped, event payload, registry member. A hold that
+# KEYS: balance, token used, usage stream, hold registry, "sent" records,
+# then allowances. ARGV: hold, cost, capped, event payload, registry member,
+# its ref (the request settled or never left: its "sent" record goes). A hold that
 # reconcile already released as stale is not released twice. What is
 # charged is capped as relay/metering.charge_micro says (the same rule,
 # here where the balance is); the stream entry carries it as field "c".
@@ -264,8 +292,9 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('INCRBY', KEYS[1], back - charged)
 end
 local delta = back - charged
+redis.call('HDEL', KEYS[5], ARGV[6])
 if ARGV[3] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then redis.call('INCRBY', KEYS[2], -delta) end
-for i = 5, #KEYS do
+for i = 6, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('INCRBY', KEYS[i], delta) end
 end
 if ARGV[4] ~= '' then redis.call('XADD', KEYS[3], '*', 'e', ARGV[4], 'c', charged) end
@@ -286,11 +315,20 @@ def event_from_entry(fields: list[bytes]) -> UsageEvent:
     return event
 
 
-# Release one stale hold (its request's process died): give the amount back
-# to every mirror it was taken from. KEYS: hold registry. ARGV: member.
+# Settle one stale hold (its request's process died). A request recorded as
+# sent upstream is charged at the hold's estimate: its usage event goes on
+# the stream, the amount stays taken. Any other hold is given back to every
+# mirror it was taken from. KEYS: hold registry, "sent" records, usage
+# stream. ARGV: member. Returns 0 (already settled), 1 (released) or 2 (charged).
 RELEASE_STALE = """
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
 local h = cjson.decode(ARGV[1])
+local sent = redis.call('HGET', KEYS[2], h.r)
+if sent then
+  redis.call('HDEL', KEYS[2], h.r)
+  redis.call('XADD', KEYS[3], '*', 'e', sent, 'c', h.a)
+  return 2
+end
 for _, key in ipairs(h.give) do
   if redis.call('EXISTS', key) == 1 then redis.call('INCRBY', key, h.a) end
 end
@@ -317,6 +355,7 @@ class RedisLedger:
         self.names = names
         # Redis unreachable: one log line per outage, a clean 503 per request.
         self.outage = outage
+        self._fast = fast
         self._hold = fast.script(_HOLD)
         self._settle = fast.script(_SETTLE)
 
@@ -356,9 +395,10 @@ class RedisLedger:
             self.names.allowance(subject, period_bounds(period, now)[0], budget) for subject, budget, period in budgets
         ]
         keys = [self.names.balance(user.id), self.names.used(token.id), self.names.holds, *allow_keys]
+        ref = os.urandom(8).hex()
         member = orjson.dumps(
             {
-                "r": os.urandom(8).hex(),
+                "r": ref,
                 "a": amount,
                 "give": [self.names.balance(user.id), *allow_keys],
                 "u": self.names.used(token.id) if quota >= 0 else "",
@@ -368,9 +408,8 @@ class RedisLedger:
             result = await self._hold(keys=keys, args=[amount, quota, member, time.time()])
             outcome = int(result[0])
             if outcome == 2:
-                return Hold(
-                    user.id, token.id, amount, quota >= 0, tuple(b[0] for b in budgets), tuple(allow_keys), member
-                )
+                subjects = tuple(b[0] for b in budgets)
+                return Hold(user.id, token.id, amount, quota >= 0, subjects, tuple(allow_keys), member, ref)
             if outcome == 0:
                 raise insufficient_quota(
                     f"Insufficient balance: this request may cost up to {_usd(amount)}, "
@@ -411,11 +450,16 @@ class RedisLedger:
             self.names.used(hold.token_id),
             self.names.usage_stream,
             self.names.holds,
+            self.names.sent,
             *hold.allow_keys,
         ]
-        return int(
-            await self._settle(keys=keys, args=[hold.amount, cost, "1" if hold.capped else "0", payload, hold.member])
-        )
+        args = [hold.amount, cost, "1" if hold.capped else "0", payload, hold.member, hold.ref]
+        return int(await self._settle(keys=keys, args=args))
+
+    def sent(self, hold: Hold, event: UsageEvent) -> None:
+        # Not awaited: it goes out with the next command on the one ordered
+        # connection, before this request's settlement, at no round trip.
+        self._fast.fire("HSET", self.names.sent, hold.ref, encode_event(event))
 
     async def release(self, hold: Hold) -> None:
         """Give a hold back. With Redis unreachable the hold stays in the

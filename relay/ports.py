@@ -40,6 +40,10 @@ class UsageEvent:
     # µUSD of the real cost not charged: what would have taken the balance
     # below minus this request's own overdraft (relay/metering.charge_micro).
     written_off: int = 0
+    # "" a settled request; "sent" written when the request goes upstream,
+    # charged at the hold's estimate only if its process dies before
+    # settling; "void" cancels a "sent" whose request never left after all.
+    kind: str = ""
 
 
 @dataclass(slots=True)

@@ -33,6 +33,13 @@ class RedisNames:
         return self.prefix + "holds"
 
     @property
+    def sent(self) -> str:
+        """Holds whose request was sent upstream: registry ref → the usage
+        event to charge at the hold's estimate if its process dies before
+        settling (billing.mirror.release_stale_holds)."""
+        return self.prefix + "holds:sent"
+
+    @property
     def key_channel(self) -> str:
         """Pub/sub channel of provider-key state changes (relay/keybus.py)."""
         return self.prefix + "keys"

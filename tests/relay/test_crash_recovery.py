@@ -64,6 +64,8 @@ def test_sigkill_during_load_then_reconcile(relay_setup, gateway, spawn_relay):
     wait_for(lambda: UsageLog.objects.filter(request_id__in=completed).count() == len(completed), timeout=15)
     services.settle_stranded_usage(min_idle_ms=0)
     report = services.reconcile(stale_hold_seconds=0)
+    # the victim's requests had gone upstream: reconcile queued their charges at the estimate
+    services.settle_stranded_usage(min_idle_ms=0)
     # then: every completed request charged exactly once
     rows = UsageLog.objects.filter(request_id__in=completed)
     assert rows.count() == len(completed)
@@ -76,7 +78,8 @@ def test_sigkill_during_load_then_reconcile(relay_setup, gateway, spawn_relay):
     all_costs = sum(UsageLog.objects.filter(user=user).values_list("cost", flat=True))
     assert user.balance == ledger == 10_000_000 - all_costs
     assert report.drifted_users == 0
-    # the dead process's holds were given back: the mirror equals the database
+    # the dead process's holds were settled (charged at the estimate: they had
+    # gone upstream): the mirror equals the database
     client = redis.Redis.from_url(settings.REDIS_URL)
     assert report.stale_holds_released >= 1
     assert client.zcard(names().holds) == 0
