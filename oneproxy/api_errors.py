@@ -65,7 +65,7 @@ class Pagination(LimitOffsetPagination):
 
     max_limit = 1000
 
-    def get_offset(self, request):  # type: ignore[no-untyped-def]
+    def get_offset(self, request):
         offset = super().get_offset(request)
         if offset > MAX_INT // 2:
             raise OutOfRange({"offset": ["Out of range."]})
@@ -77,7 +77,7 @@ def _json_error(status: int, message: str, code: str) -> JsonResponse:
     return JsonResponse({"error": {"message": message, "type": kind, "code": code}}, status=status)
 
 
-def bad_request(request, exception):  # type: ignore[no-untyped-def]
+def bad_request(request, exception):
     """Django's 400 (an oversized or malformed body, a bad Host) outside DRF's
     handling: JSON for the API, Django's page elsewhere."""
     from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
@@ -90,7 +90,7 @@ def bad_request(request, exception):  # type: ignore[no-untyped-def]
     return _json_error(400, "Bad request.", "bad_request")
 
 
-def not_found(request, exception):  # type: ignore[no-untyped-def]
+def not_found(request, exception):
     from django.views.defaults import page_not_found
 
     if request.path.startswith("/api/"):
@@ -98,7 +98,7 @@ def not_found(request, exception):  # type: ignore[no-untyped-def]
     return page_not_found(request, exception)
 
 
-def forbidden(request, exception):  # type: ignore[no-untyped-def]
+def forbidden(request, exception):
     from django.views.defaults import permission_denied
 
     if request.path.startswith("/api/"):

@@ -43,7 +43,7 @@ def _invalid(field: str, expected: str, value: object) -> RelayError:
     )
 
 
-def _count(payload: dict, field: str, maximum: int) -> None:
+def _count(payload: dict[str, object], field: str, maximum: int) -> None:
     value = payload.get(field)
     if value is None:
         return
@@ -55,7 +55,7 @@ def _count(payload: dict, field: str, maximum: int) -> None:
         )
 
 
-def validate(endpoint: str, payload: dict) -> None:
+def validate(endpoint: str, payload: dict[str, object]) -> None:
     """Raise a 400 ``RelayError`` when a field the gateway relies on is wrong."""
     model = payload.get("model")
     if model is not None and not isinstance(model, str):

@@ -7,17 +7,20 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import pytest
 import uvicorn
 from django.conf import settings
 
+T = TypeVar("T")
+
 __all__ = ["Gateway", "gateway", "relay_process", "relay_setup", "spawn_relay", "wait_for"]
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 15.0, interval: float = 0.05) -> object:
+def wait_for(predicate: Callable[[], T | None], timeout: float = 15.0, interval: float = 0.05) -> T:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -43,7 +46,7 @@ class Gateway:
         """Make the relay see what the test just wrote to the database."""
         asyncio.run_coroutine_threadsafe(self.relay.reload(), self.loop).result(10)  # type: ignore[attr-defined]
 
-    def run(self, coroutine):  # type: ignore[no-untyped-def]
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine on the gateway's event loop (to look at the relay's state)."""
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(10)
 

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.django_db
 HUGE = "9" * 30
 
 
-def _error(response) -> dict:  # type: ignore[no-untyped-def]
+def _error(response) -> dict:
     assert response["Content-Type"] == "application/json", response.content[:200]
     body = response.json()
     assert set(body) == {"error"} and {"message", "type", "code"} <= set(body["error"])
@@ -30,21 +30,21 @@ def _error(response) -> dict:  # type: ignore[no-untyped-def]
         f"/api/channels/{HUGE}/",
     ],
 )
-def test_huge_integers_are_a_400_or_404_in_json(operator, path):  # type: ignore[no-untyped-def]
+def test_huge_integers_are_a_400_or_404_in_json(operator, path):
     _, token = operator
     response = Client().get(path, HTTP_AUTHORIZATION=f"Bearer {token}")
     assert response.status_code in (400, 404), response.content[:300]
     _error(response)
 
 
-def test_a_huge_limit_is_capped(operator):  # type: ignore[no-untyped-def]
+def test_a_huge_limit_is_capped(operator):
     _, token = operator
     response = Client().get(f"/api/users/?limit={HUGE}", HTTP_AUTHORIZATION=f"Bearer {token}")
     assert response.status_code == 200
     assert "limit=1000" in (response.json()["next"] or "limit=1000")
 
 
-def test_an_oversized_body_is_a_json_400(operator, settings):  # type: ignore[no-untyped-def]
+def test_an_oversized_body_is_a_json_400(operator, settings):
     _, token = operator
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
     body = '{"username": "' + "x" * 20_000 + '"}'
@@ -55,7 +55,7 @@ def test_an_oversized_body_is_a_json_400(operator, settings):  # type: ignore[no
     assert _error(response)["code"] == "request_too_large"
 
 
-def test_an_unknown_api_path_is_a_json_404(operator):  # type: ignore[no-untyped-def]
+def test_an_unknown_api_path_is_a_json_404(operator):
     _, token = operator
     response = Client().get("/api/no-such-thing/", HTTP_AUTHORIZATION=f"Bearer {token}")
     assert response.status_code == 404

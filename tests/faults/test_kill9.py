@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import pytest
 import requests
@@ -16,7 +17,12 @@ from tests.gateway import wait_for, wait_for_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "stream": True, "max_tokens": 50}
+BODY: dict[str, Any] = {
+    "model": "gpt-4o-mini",
+    "messages": [{"role": "user", "content": "hi"}],
+    "stream": True,
+    "max_tokens": 50,
+}
 
 
 def _stream(url: str, key: str) -> None:

@@ -3,6 +3,8 @@ retried on another key: nothing had reached the client (issue 13, defect 7)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import requests
 
@@ -23,7 +25,7 @@ def test_a_broken_body_is_retried_on_the_next_key(relay_setup, gateway, fault):
     emulator.set_key_behaviour("sk-upstream-two", "ok")
     gateway.reload()
     headers = {"Authorization": f"Bearer {relay_setup['key']}"}
-    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    body: dict[str, Any] = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
     # when: enough requests that the rotation starts on the broken key
     answers = [
         requests.post(f"{gateway.base_url}/chat/completions", json=body, headers=headers, timeout=20) for _ in range(4)

@@ -41,7 +41,7 @@ def cost_of_one(relay_setup, gateway) -> int:
     _, key = services.create_token(user=rich, name="probe")
     gateway.reload()
     assert asyncio.run(fire([gateway.url], key, 1)) == [200]
-    return wait_for(lambda: UsageLog.objects.filter(user=rich).values_list("cost", flat=True).first())  # type: ignore[return-value]
+    return wait_for(lambda: UsageLog.objects.filter(user=rich).values_list("cost", flat=True).first())
 
 
 def run_and_check(relay_setup, gateway, urls):

@@ -15,7 +15,7 @@ INCLUDE = "stream_options.include_usage"
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 
 
-def _post(gateway, key, endpoint, body):  # type: ignore[no-untyped-def]
+def _post(gateway, key, endpoint, body):
     headers = {"Authorization": f"Bearer {key}"}
     return requests.post(f"{gateway.base_url}/{endpoint}", json=body, headers=headers, timeout=10)
 
@@ -53,14 +53,14 @@ def test_a_mistyped_field_is_refused_before_the_upstream(relay_setup, gateway, e
     assert gateway.run(_held(gateway)) == 0
 
 
-async def _held_amount(relay) -> int:  # type: ignore[no-untyped-def]
+async def _held_amount(relay) -> int:
     ledger = relay.ledger
     if hasattr(ledger, "_held"):
         return sum(ledger._held.values())
     return int(await ledger.redis.zcard(relay.redis_names.holds))
 
 
-def _held(gateway):  # type: ignore[no-untyped-def]
+def _held(gateway):
     return _held_amount(gateway.relay)
 
 

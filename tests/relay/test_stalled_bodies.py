@@ -14,14 +14,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def short_body_timeout(settings):  # type: ignore[no-untyped-def]
+def short_body_timeout(settings):
     settings.ONEPROXY_BODY_TIMEOUT_SECONDS = 1
     settings.ONEPROXY_MAX_RECEIVING = 4
 
 
 def _stall(url: str, path: str, key: str) -> socket.socket:
     where = urlparse(url)
-    sock = socket.create_connection((where.hostname, where.port), timeout=10)
+    sock = socket.create_connection((where.hostname or "127.0.0.1", where.port or 80), timeout=10)
     head = (
         f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
         'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"model": '
