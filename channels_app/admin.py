@@ -28,6 +28,7 @@ from core.admin import (
     StringListField,
     is_operator,
 )
+from relay.providers import has_adapter, no_adapter_message
 
 _ERROR_PREVIEW = 80
 
@@ -118,6 +119,15 @@ class ChannelForm(forms.ModelForm):
 
     def clean_new_keys(self) -> list[str]:
         return services.clean_key_lines([self.cleaned_data.get("new_keys") or ""])
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        channel_type = cleaned.get("type")
+        changing = self.instance.pk is None or "type" in self.changed_data
+        enabled = cleaned.get("status") == Channel.Status.ENABLED
+        if channel_type and (changing or enabled) and not has_adapter(channel_type):
+            self.add_error("type", no_adapter_message(channel_type))
+        return cleaned
 
 
 class ChannelKeyInline(admin.TabularInline):
@@ -266,7 +276,11 @@ class ChannelAdmin(SoftDeleteAdminMixin, OperatorOnlyAdmin):
 
     @admin.action(description="Enable", permissions=["change"])
     def enable(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
-        changed = services.set_channel_status(queryset.values_list("pk", flat=True), Channel.Status.ENABLED)
+        refused = sorted({t for t in queryset.values_list("type", flat=True) if not has_adapter(t)})
+        for channel_type in refused:
+            messages.error(request, no_adapter_message(channel_type))
+        routable = queryset.exclude(type__in=refused)
+        changed = services.set_channel_status(routable.values_list("pk", flat=True), Channel.Status.ENABLED)
         messages.success(request, f"Enabled {changed} channel(s).")
 
     @admin.action(description="Disable", permissions=["change"])

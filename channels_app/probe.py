@@ -1,6 +1,7 @@
 """Probing keys: the cheapest real request that proves a key works (a
-1-token chat with the channel's test model), judged by the relay's own
-key-state rules (relay/keystate.py), so probes and traffic agree.
+1-token chat with the channel's test model), built by the channel type's
+own adapter (relay/providers/) and judged by it with the relay's key-state
+rules (relay/keystate.py), so probes and traffic agree.
 
 Probes run concurrently with a bound; each has its own timeout, and each
 result is recorded as soon as it is in, so one slow upstream never holds up
@@ -18,17 +19,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
-import orjson
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from channels_app.models import Channel, ChannelKey
 from channels_app.services import record_key_transitions, record_probe_results
-from channels_app.snapshot import load_disable_phrases
+from channels_app.snapshot import channel_snap, load_disable_phrases
 from core.services import bump_config_version
 from relay import keystate
-from relay.channel_types import CHANNEL_TYPES
+from relay.providers import PROVIDERS, has_adapter
+from relay.providers.base import UpstreamRequest
 
 log = logging.getLogger("oneproxy.probes")
 
@@ -45,8 +46,8 @@ class ProbeTarget:
     channel_id: int
     state: str
     secret: str
-    url: str
-    model: str
+    request: UpstreamRequest
+    protocol: str
     proxy_url: str | None
     state_reason: str = ""
 
@@ -74,21 +75,22 @@ def targets(keys) -> list[ProbeTarget]:
     out = []
     for key in keys.select_related("channel"):
         channel: Channel = key.channel
-        if CHANNEL_TYPES[channel.type].protocol != "openai":
-            continue  # native adapters probe once they exist
+        if not has_adapter(channel.type):
+            continue  # never routed either (relay/providers/__init__.py)
         try:
             secret = key.reveal()
         except Exception:  # noqa: BLE001 - one unreadable key must not stop the run
             log.error("probe skipped: channel %s key %s cannot be decrypted", channel.pk, key.pk)
             continue
+        snap = channel_snap(channel)
         out.append(
             ProbeTarget(
                 key_id=key.pk,
                 channel_id=channel.pk,
                 state=key.state,
                 secret=secret,
-                url=f"{channel.effective_base_url}/chat/completions",
-                model=channel.effective_test_model,
+                request=PROVIDERS[snap.protocol].probe_request(snap, secret, channel.effective_test_model),
+                protocol=snap.protocol,
                 proxy_url=channel.proxy_url or None,
                 state_reason=key.state_reason,
             )
@@ -99,21 +101,19 @@ def targets(keys) -> list[ProbeTarget]:
 async def _probe_one(
     session: aiohttp.ClientSession, target: ProbeTarget, phrases: tuple[str, ...], timeout: float
 ) -> ProbeResult:
-    body = orjson.dumps({"model": target.model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1})
+    request = target.request
     started = time.monotonic()
     try:
         async with asyncio.timeout(timeout):
             async with session.post(
-                target.url,
-                data=body,
-                proxy=target.proxy_url,
-                headers={"Authorization": f"Bearer {target.secret}", "Content-Type": "application/json"},
+                request.url, data=request.body, proxy=target.proxy_url, headers=request.headers
             ) as response:
                 data = await response.read()
                 latency = int((time.monotonic() - started) * 1000)
                 if response.status < 400:
                     return ProbeResult(target.key_id, True, response.status, latency, "")
-                verdict = keystate.judge(response.status, data, response.headers, target.secret, phrases)
+                provider = PROVIDERS[target.protocol]
+                verdict = provider.judge(response.status, data, response.headers, target.secret, phrases)
                 return ProbeResult(target.key_id, False, response.status, latency, verdict.message, verdict)
     except TimeoutError:
         verdict = keystate.Verdict("transient", "timeout", f"no answer within {timeout:.0f}s")

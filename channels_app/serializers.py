@@ -13,6 +13,7 @@ from channels_app.models import Channel, ChannelKey
 from core import groups
 from core.serializers import ModelNamesField, StrictFieldsMixin, StringField, limit_field
 from relay.channel_types import CHANNEL_TYPES
+from relay.providers import has_adapter, no_adapter_message
 
 PROXY_SCHEMES = ("http", "https", "socks4", "socks5", "socks5h")
 
@@ -97,6 +98,17 @@ class ChannelSerializer(StrictFieldsMixin, serializers.ModelSerializer):
         if self.instance is not None and "keys" in attrs:
             raise serializers.ValidationError({"keys": ["Add keys with POST /api/channels/{id}/keys/."]})
         channel_type = attrs.get("type", getattr(self.instance, "type", "openai"))
+        # No silent misrouting: a type without an adapter is never created,
+        # switched to or enabled (a row left from before may stay disabled).
+        status = attrs.get("status", getattr(self.instance, "status", Channel.Status.ENABLED))
+        changing = self.instance is None or "type" in attrs or status == Channel.Status.ENABLED
+        if changing and not has_adapter(channel_type):
+            raise serializers.ValidationError({"type": [no_adapter_message(channel_type)]})
+        config = attrs.get("config")
+        if config is not None and "max_tokens" in config:
+            value = config["max_tokens"]
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise serializers.ValidationError({"config": ["config.max_tokens must be a positive integer."]})
         base_url = attrs.get("base_url", getattr(self.instance, "base_url", ""))
         if not CHANNEL_TYPES[channel_type].default_base_url and not base_url:
             raise serializers.ValidationError({"base_url": [f"Required for {channel_type} channels."]})

@@ -1,10 +1,12 @@
-"""The relay's ASGI application: OpenAI-compatible endpoints in front of a
-pool of upstream channels.
+"""The relay's ASGI application: its lifecycle and the dispatch of each
+request. OpenAI's and Anthropic's APIs in front of a pool of upstream channels.
 
-Per request: authenticate from the in-process snapshot, hold an estimate,
-forward through the shared aiohttp session (retrying on another key or
-channel before the first byte), stream the answer back, settle the real cost.
-No Django request machinery and no synchronous database call on this path.
+Per request: authenticate from the in-process snapshot (relay/access.py),
+hold an estimate (relay/holds.py), forward through the shared aiohttp session
+(relay/upstream.py: retrying on another key or channel before the first
+byte), answer or stream back (relay/answer.py), settle the real cost
+(relay/settlement.py). No Django request machinery and no synchronous
+database call on this path.
 """
 
 from __future__ import annotations
@@ -25,48 +27,35 @@ from typing import Any
 import aiohttp
 import orjson
 
-from relay import keystate, relay_keys, tokenizer
+from relay import access, answer, keystate
+from relay.call import Call
 from relay.db import DbWorker, Quiet
-from relay.errors import RelayError, bad_request, forbidden, mask_secrets, model_not_found, unauthorized
+from relay.errors import RelayError, bad_request, model_not_found
 from relay.fast_redis import RespClient
-from relay.http import ClientGone, Receive, Scope, Send, client_ip, header, read_body, send_response
+from relay.holds import most_usage, prompt_estimate
+from relay.http import ClientGone, Receive, Scope, Send, header, read_body, send_response
+from relay.inbound import INBOUND
 from relay.journal import Journal
 from relay.keypool import STATS_FLUSH_SECONDS, KeyPool
-from relay.ledger import Hold, Ledger, MemoryLedger, RedisLedger
-from relay.metering import Usage, cost_micro, hold_micro, trailing_usage, usage_from_openai
+from relay.ledger import Ledger, MemoryLedger, RedisLedger
+from relay.metering import hold_micro
 from relay.outage import Outage
 from relay.ports import Backend, Settled, UsageEvent
-from relay.providers import openai as openai_adapter
+from relay.providers.openai import JSON_ENDPOINTS
 from relay.redis_names import DEFAULT_PREFIX, RedisNames
-from relay.routing import candidate_channels
-from relay.snapshot import ChannelSnap, KeySnap, Snapshot, TokenSnap, UserSnap
+from relay.settlement import Settlement
+from relay.snapshot import Snapshot
+from relay.upstream import Upstream
 from relay.validation import validate
 
 log = logging.getLogger("oneproxy.relay")
 
-POST_ENDPOINTS = openai_adapter.JSON_ENDPOINTS | {"audio/transcriptions", "audio/translations"}
+POST_ENDPOINTS = JSON_ENDPOINTS | {"audio/transcriptions", "audio/translations"}
 # Relay paths served without the /v1 prefix too.
 UNPREFIXED = frozenset("/" + e for e in POST_ENDPOINTS) | {"/models"}
 BILLING_ENDPOINTS = frozenset({"dashboard/billing/subscription", "dashboard/billing/usage"})
-# Prompts up to this many characters are counted with the tokenizer for the
-# hold; longer ones are estimated at 3 characters a token (cheap, generous).
-TOKENIZE_UP_TO = 16_000
 SWITCH_INTERVAL = 0.0005
 GC_THRESHOLD = 20_000
-SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
-# Audio uploads (transcriptions, translations) are held for their longest
-# plausible duration: the upload's size at 16 kbit/s, the lowest bitrate
-# speech is commonly encoded at; and, for models that bill audio as tokens,
-# generous token rates per second of audio in and text out.
-AUDIO_UPLOADS = frozenset({"audio/transcriptions", "audio/translations"})
-AUDIO_BYTES_PER_SECOND = 2_000
-AUDIO_BYTES_PER_SECOND_TYPICAL = 16_000
-AUDIO_TOKENS_PER_SECOND = 50
-TEXT_TOKENS_PER_SECOND = 10
-# The usage row of a request whose relay died after sending it upstream.
-LOST_ERROR = "the relay process ended before this request settled; charged at the hold's estimate"
-# How much of a stream is kept to count tokens when the upstream reports none.
-DELIVERED_KEEP = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,46 +92,6 @@ def is_relay_path(path: str) -> bool:
     return path.startswith("/v1/") or path in UNPREFIXED or path.startswith(("/models/", "/dashboard/billing/"))
 
 
-@functools.lru_cache(maxsize=256)
-def _timeout(connect: float, read: float) -> aiohttp.ClientTimeout:
-    """No total timeout (streams may run for minutes); connect and per-read bounds."""
-    return aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=read)
-
-
-class UpstreamFailure(Exception):
-    """One attempt failed before anything reached the client."""
-
-    def __init__(self, status: int, verdict: keystate.Verdict, *, reached: bool = True, timeout: bool = False) -> None:
-        super().__init__(verdict.message)
-        self.status = status
-        self.verdict = verdict
-        self.reached = reached
-        self.timeout = timeout
-
-
-@dataclass(slots=True)
-class Call:
-    """One client request on its way through the relay."""
-
-    request_id: str
-    started: float
-    endpoint: str
-    token: TokenSnap
-    user: UserSnap
-    model: str
-    raw: bytes
-    payload: dict[str, Any] | None
-    content_type: str
-    stream: bool
-    hold: Hold | None = None
-    attempts: int = 0
-    reached: bool = False
-    channel: ChannelSnap | None = None
-    key: KeySnap | None = None
-    upstream: float = 0.0  # seconds spent waiting on upstreams, every attempt
-    ledger: float = 0.0  # seconds spent in the ledger: the hold, the settlement
-
-
 class Relay:
     def __init__(self, config: RelayConfig, backend: Backend) -> None:
         self.config = config
@@ -152,6 +101,8 @@ class Relay:
         self.session: aiohttp.ClientSession | None = None
         self.db: DbWorker | None = None
         self.ledger: Ledger | None = None
+        self.upstream: Upstream | None = None
+        self.settlement: Settlement | None = None
         self._background: list[asyncio.Task[None]] = []
         self._redis: Any = None  # redis.asyncio.Redis in service mode
         self._subscriber: Any = None
@@ -213,6 +164,10 @@ class Relay:
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
             timeout=aiohttp.ClientTimeout(total=None),
             trust_env=False,
+        )
+        self.settlement = Settlement(self.ledger, self.pool)
+        self.upstream = Upstream(
+            self.session, self.pool, self.settlement, self.config.retry_count, self._transition, _no_images
         )
         self._background.append(asyncio.create_task(self._poll_config()))
         self._background.append(asyncio.create_task(self._flush_key_stats()))
@@ -304,7 +259,7 @@ class Relay:
             extra = [(b"retry-after", str(exc.retry_after).encode())] if exc.retry_after is not None else None
             if exc.status in (408, 413) or exc.code == "server_busy":  # the body is never read: close
                 extra = [*(extra or []), (b"connection", b"close")]
-            await send_response(send, exc.status, exc.body(request_id), request_id, extra=extra)
+            await send_response(send, exc.status, _error_body(endpoint, exc, request_id), request_id, extra=extra)
         except ClientGone:
             return
         except Exception:
@@ -312,53 +267,21 @@ class Relay:
             log.exception("unhandled error in %s %s (%s)", scope["method"], path, request_id)
             error = RelayError(500, "Internal error in the gateway.", type="server_error", code="internal_error")
             try:
-                await send_response(send, 500, error.body(request_id), request_id)
+                await send_response(send, 500, _error_body(endpoint, error, request_id), request_id)
             except Exception:  # noqa: BLE001 - the response may have started already
                 pass
         finally:
             quiet.leave()
 
-    # --- auth and access ----------------------------------------------------
-
-    def authenticate(self, scope: Scope) -> tuple[TokenSnap, UserSnap, int | None]:
-        raw = header(scope, b"authorization")
-        if raw is not None:
-            scheme, _, key = raw.decode("latin-1").partition(" ")
-            key = key.strip() if scheme.lower() == "bearer" else ""
-        else:
-            key = (header(scope, b"x-api-key") or b"").decode("latin-1").strip()
-        if not key:
-            raise unauthorized("You didn't provide an API key. Send 'Authorization: Bearer sk-…'.")
-        key, pinned = relay_keys.split_pinned(key)
-        assert self.snapshot is not None
-        token = self.snapshot.tokens.get(relay_keys.hash_key(key))
-        user = self.snapshot.users.get(token.user_id) if token else None
-        if token is None or user is None:
-            raise unauthorized("Incorrect API key provided.")
-        if not token.active or not user.active:
-            raise unauthorized("This API key is disabled.")
-        if token.expires_at is not None and token.expires_at <= time.time():
-            raise unauthorized("This API key has expired.")
-        if pinned is not None and not user.is_operator:
-            raise forbidden("Only operators may pin a channel (sk-KEY-CHANNELID).", code="channel_pin_forbidden")
-        if token.subnets:
-            ip = client_ip(scope, self.config.trusted_proxies)
-            if ip is None or not any(ip.version == net.version and ip in net for net in token.subnets):
-                raise forbidden(f"Requests from {ip} are not allowed for this API key.", code="ip_not_allowed")
-        return token, user, pinned
-
-    def check_model(self, token: TokenSnap, model: str) -> None:
-        if token.models and model not in token.models:
-            raise forbidden(f"This API key may not use the model '{model}'.", code="model_not_allowed")
-
     # --- GET /v1/models -----------------------------------------------------
 
     async def models(self, scope: Scope, send: Send, request_id: str, model_id: str) -> None:
-        token, user, _ = self.authenticate(scope)
-        assert self.snapshot is not None
-        names = [m for m in self.snapshot.models_for(user.group) if not token.models or m in token.models]
+        snapshot = self.snapshot
+        assert snapshot is not None
+        token, user, _ = access.authenticate(snapshot, scope, self.config.trusted_proxies)
+        names = [m for m in snapshot.models_for(user.group) if not token.models or m in token.models]
         owners: dict[str, str] = {}
-        for (group, model), tiers in self.snapshot.routes.items():
+        for (group, model), tiers in snapshot.routes.items():
             if group == user.group:
                 owners.setdefault(model, tiers[0][0].type)
         if model_id:
@@ -376,8 +299,8 @@ class Relay:
         """What dashboards such as ChatGPT-Next-Web read: a token with a cap
         shows its cap and what it used; an uncapped one shows the owner's
         balance (hard limit = balance + used, so limit − usage = balance)."""
-        token, user, _ = self.authenticate(scope)
-        assert self.ledger is not None
+        assert self.snapshot is not None and self.ledger is not None
+        token, user, _ = access.authenticate(self.snapshot, scope, self.config.trusted_proxies)
         balance, used = await self.ledger.view(user, token)
         limit = token.quota if token.quota is not None else max(balance, 0) + used
         if endpoint.endswith("subscription"):
@@ -397,7 +320,10 @@ class Relay:
 
     async def proxy(self, scope: Scope, receive: Receive, send: Send, request_id: str, endpoint: str) -> None:
         started = time.monotonic()
-        token, user, pinned = self.authenticate(scope)
+        snapshot = self.snapshot
+        assert snapshot is not None and self.ledger is not None
+        assert self.upstream is not None and self.settlement is not None
+        token, user, pinned = access.authenticate(snapshot, scope, self.config.trusted_proxies)
         if self.receiving >= self.config.max_receiving:
             # Bodies still arriving past this count are slow or stalled
             # clients; each holds a connection for up to body_timeout.
@@ -412,7 +338,7 @@ class Relay:
             self.receiving -= 1
         content_type = (header(scope, b"content-type") or b"application/json").decode("latin-1")
         payload: dict[str, Any] | None = None
-        if endpoint in openai_adapter.JSON_ENDPOINTS:
+        if endpoint in JSON_ENDPOINTS:
             try:
                 payload = orjson.loads(raw)
             except orjson.JSONDecodeError:
@@ -427,138 +353,35 @@ class Relay:
             stream = False
         if not isinstance(model, str) or not model:
             raise bad_request("You must provide a model parameter.", param="model", code="missing_model")
-        self.check_model(token, model)
-        tiers = self.route(user, model, pinned)
-        call = Call(request_id, started, endpoint, token, user, model, raw, payload, content_type, stream)
-        price = self._price(model, tiers[0][0])
-        assert self.ledger is not None
-        most = self._most_usage(call, prompt_estimate(payload, model, raw))
+        access.check_model(token, model)
+        tiers = access.route(snapshot, user, model, pinned)
+        inbound = INBOUND[inbound_format(endpoint)]
+        call = Call(
+            request_id, started, snapshot, inbound, endpoint, token, user, model, raw, payload, content_type, stream
+        )
+        price = access.price(snapshot, model, tiers[0][0])
+        cap = max(channel.max_tokens for tier in tiers for channel in tier)
+        most = most_usage(endpoint, payload, raw, prompt_estimate(payload, raw), cap)
         amount = hold_micro(most, price, user.group_multiplier, user.team_multiplier)
         holding = time.monotonic()
         call.hold = await self.ledger.hold(user, token, amount)
         call.ledger += time.monotonic() - holding
         try:
-            response = await self.forward(call, tiers)
+            response = await self.upstream.forward(call, tiers)
             if stream:
-                await self.stream(call, response, scope, receive, send)
+                await answer.stream(call, response, receive, send, self.settlement)
             else:
-                await self.respond(call, response, send)
+                await answer.respond(call, response, send, self.settlement)
         except BaseException as exc:
             # Whatever failed after the hold (an upstream, the client, a bug
             # of ours), the hold never outlives the request.
             if call.hold is not None:
-                await self._finish_failed(call, exc)
+                await self.settlement.finish_failed(call, exc)
             raise
 
-    def route(self, user: UserSnap, model: str, pinned: int | None) -> tuple[tuple[ChannelSnap, ...], ...]:
-        assert self.snapshot is not None
-        if pinned is not None:
-            channel = self.snapshot.channels.get(pinned)
-            if channel is None:
-                raise RelayError(404, f"Channel {pinned} does not exist or is disabled.", code="channel_not_found")
-            return ((channel,),)
-        tiers = self.snapshot.routes.get((user.group, model))
-        if not tiers:
-            raise model_not_found(model)
-        return tiers
-
-    def _price(self, model: str, channel: ChannelSnap):  # type: ignore[no-untyped-def]
-        assert self.snapshot is not None
-        price = self.snapshot.price_for(model, channel)
-        if price is None:
-            raise forbidden(f"The model '{model}' has no price set; ask an operator.", code="model_not_priced")
-        return price
-
-    def _most_usage(self, call: Call, prompt: int) -> Usage:
-        """The most a request can use, for its hold: the prompt estimate, the
-        completion cap times every multiplier of output (``n``, ``best_of``),
-        the images asked for, and for an audio upload its longest plausible
-        duration."""
-        payload = call.payload or {}
-        if call.endpoint in AUDIO_UPLOADS:
-            seconds = max(1, len(call.raw) // AUDIO_BYTES_PER_SECOND)
-            # Duration-priced models bill the seconds, token-priced ones audio
-            # tokens in and text out: the hold covers either.
-            return Usage(
-                prompt_tokens=seconds * AUDIO_TOKENS_PER_SECOND,
-                audio_tokens=seconds * AUDIO_TOKENS_PER_SECOND,
-                completion_tokens=seconds * TEXT_TOKENS_PER_SECOND,
-                audio_ms=seconds * 1000,
-            )
-        outputs = max(_positive(payload.get("n")), _positive(payload.get("best_of")))
-        if call.endpoint == "images/generations":
-            # gpt-image models also bill output tokens; per-image prices the rest.
-            return Usage(
-                prompt_tokens=prompt, completion_tokens=self.config.default_max_tokens * outputs, images=outputs
-            )
-        if call.endpoint not in ("chat/completions", "completions", "responses"):
-            return Usage(prompt_tokens=prompt)
-        cap = self.config.default_max_tokens
-        for field in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
-            value = payload.get(field)
-            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-                cap = value
-                break
-        return Usage(prompt_tokens=prompt, completion_tokens=cap * outputs)
-
-    async def forward(self, call: Call, tiers: tuple[tuple[ChannelSnap, ...], ...]) -> aiohttp.ClientResponse:
-        """Try keys, then channels (lower tiers only after higher ones are used
-        up), until one answers 2xx: at most retry_count retries."""
-        last: UpstreamFailure | None = None
-        max_attempts = self.config.retry_count + 1
-        for channel in candidate_channels(tiers):
-            for key in self.pool.keys_in_order(channel):
-                if call.attempts >= max_attempts:
-                    break
-                call.attempts += 1
-                call.channel, call.key = channel, key
-                if call.attempts == 1:
-                    self._mark_sent(call)
-                try:
-                    response = await self.attempt(call, channel, key)
-                    call.reached = True
-                    return response
-                except UpstreamFailure as failure:
-                    call.reached = call.reached or failure.reached
-                    last = failure
-                    self.pool.used(key, ok=False, latency_ms=None)
-                    await self._transition(self.pool.judge(key, failure.verdict))
-                    if failure.verdict.fault == "request":
-                        raise self._client_error(failure) from None
-        if last is not None:
-            raise self._client_error(last)
-        channels = [c for tier in tiers for c in tier]
-        wait = self.pool.soonest_cooldown(channels, time.time())
-        if wait is not None:
-            raise RelayError(
-                429,
-                "Every key for this model is cooling down; retry later.",
-                type="rate_limit_error",
-                code="keys_cooling",
-                retry_after=max(1, int(wait + 0.999)),
-            )
-        raise RelayError(
-            503,
-            f"No channel has a usable key for the model '{call.model}'.",
-            type="server_error",
-            code="no_available_key",
-        )
-
-    def _mark_sent(self, call: Call) -> None:
-        """Record with the hold that the request goes upstream now: if this
-        process dies before settling, the request is charged at the hold's
-        estimate (the upstream may have done and billed the work), and a
-        hold without this record is only released."""
-        assert self.ledger is not None and call.hold is not None
-        event = self._event(call, Usage(estimated=True), call.hold.amount, 0, LOST_ERROR)
-        event.held, event.kind = call.hold.amount, "sent"
-        self.ledger.sent(call.hold, event)
-
-    async def _transition(self, transition: keystate.Transition | None) -> None:
+    async def _transition(self, transition: keystate.Transition) -> None:
         """Persist a key's new state and tell the other relay processes
         before retrying (a rare path: one Redis round trip is worth it)."""
-        if transition is None:
-            return
         log.warning(
             "key %s -> %s (%s): %s", transition.key_id, transition.state, transition.reason, transition.message[:200]
         )
@@ -569,447 +392,20 @@ class Relay:
 
             await publish(self._redis, self.redis_names, transition)
 
-    def _client_error(self, failure: UpstreamFailure) -> RelayError:
-        verdict = failure.verdict
-        if verdict.fault == "request":
-            return RelayError(failure.status, f"Upstream error: {verdict.message}", code="upstream_error")
-        if verdict.fault == "cool":
-            return RelayError(
-                429,
-                f"Upstream rate limit: {verdict.message}",
-                type="rate_limit_error",
-                code="rate_limit_exceeded",
-                retry_after=max(1, int(min(verdict.retry_after or 1, self.pool.breaker.max_cooldown) + 0.999)),
-            )
-        if failure.timeout:
-            return RelayError(
-                504, f"Upstream timed out: {verdict.message}", type="server_error", code="upstream_timeout"
-            )
-        return RelayError(
-            502,
-            f"Upstream error (status {failure.status}): {verdict.message}",
-            type="server_error",
-            code="upstream_error",
-        )
 
-    async def attempt(self, call: Call, channel: ChannelSnap, key: KeySnap) -> aiohttp.ClientResponse:
-        body = openai_adapter.prepare_body(channel, call.endpoint, call.raw, call.payload, call.model, call.stream)
-        sent = time.monotonic()
-        try:
-            response, error_body = await self._exchange(call, channel, key, body)
-        finally:
-            call.upstream += time.monotonic() - sent
-        if error_body is None:
-            return response
-        assert self.snapshot is not None
-        verdict = keystate.judge(
-            response.status, error_body, response.headers, key.secret, self.snapshot.disable_phrases
-        )
-        raise UpstreamFailure(response.status, verdict, timeout=response.status in (408, 504))
-
-    async def _exchange(
-        self, call: Call, channel: ChannelSnap, key: KeySnap, body: bytes
-    ) -> tuple[aiohttp.ClientResponse, bytes | None]:
-        """The network part of an attempt (Server-Timing's ``upstream``): the
-        answer, with the body of an error answer read and released."""
-        assert self.session is not None
-        read_timeout = channel.idle_timeout if call.stream else channel.first_byte_timeout
-        request = self.session.post(
-            openai_adapter.upstream_url(channel, call.endpoint),
-            data=body,
-            headers=openai_adapter.upstream_headers(channel, key.secret, call.content_type),
-            timeout=_timeout(channel.connect_timeout, read_timeout),
-            proxy=channel.proxy_url,
-        )
-        try:
-            if call.stream:
-                # Streams read with the idle timeout, so the first byte gets its own deadline.
-                async with asyncio.timeout(channel.connect_timeout + channel.first_byte_timeout):
-                    response = await request
-            else:
-                # sock_read bounds the wait for the first byte and every read after it.
-                response = await request
-        except TimeoutError:
-            verdict = keystate.Verdict("transient", "timeout", "no response in time")
-            raise UpstreamFailure(504, verdict, reached=False, timeout=True) from None
-        except aiohttp.ClientError as exc:
-            verdict = keystate.Verdict("transient", "connect_error", f"cannot reach upstream: {type(exc).__name__}")
-            raise UpstreamFailure(502, verdict, reached=False) from None
-        if response.status < 400:
-            if not call.stream:
-                # A whole answer is read here, inside the attempt: nothing has
-                # reached the client yet, so a reset or a stall mid-body is
-                # retried on another key like any failure before the first byte.
-                try:
-                    await response.read()
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    response.release()
-                    verdict = keystate.Verdict(
-                        "transient", "body_broken", f"upstream broke off its answer ({type(exc).__name__})"
-                    )
-                    raise UpstreamFailure(502, verdict, timeout=isinstance(exc, TimeoutError)) from None
-            return response, None
-        try:
-            return response, await response.read()
-        except (aiohttp.ClientError, TimeoutError):
-            return response, b""
-        finally:
-            response.release()
-
-    # --- answering ----------------------------------------------------------
-
-    async def respond(self, call: Call, response: aiohttp.ClientResponse, send: Send) -> None:
-        data = await response.read()  # read (and timed) in the attempt already: aiohttp keeps it
-        for upstream_name, client_name in _model_renames(call):
-            data = data.replace(upstream_name, client_name)
-        content_type = response.headers.get("Content-Type", "application/json").encode("latin-1")
-        usage = self._usage_from_body(call, data, content_type)
-        await self._settle(call, usage, 200)
-        await send_response(send, 200, data, call.request_id, content_type=content_type, extra=[server_timing(call)])
-
-    def _usage_from_body(self, call: Call, data: bytes, content_type: bytes) -> Usage:
-        json_body = content_type.startswith(b"application/json")
-        if json_body and call.endpoint != "images/generations":  # images are billed by count: that needs the body
-            usage = usage_from_openai(trailing_usage(data))
-            if usage is not None:
-                return usage
-        parsed = None
-        if json_body:
-            try:
-                parsed = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                parsed = None
-        usage = usage_from_openai(parsed.get("usage")) if isinstance(parsed, dict) else None
-        if usage is None and (content_type.startswith(b"text/event-stream") or data.lstrip()[:5] == b"data:"):
-            # A stream where a whole answer was expected (an upstream that
-            # streams anyway): billed for what it carried, as a stream is.
-            state = _StreamState(client_wants_usage=True)
-            for event in data.replace(b"\r\n", b"\n").split(b"\n\n"):
-                state.take(event + b"\n\n")
-            return state.usage or self._estimate(call, completion_text=state.delivered_text())
-        if usage is None:
-            text = _answer_text(parsed) if parsed is not None else ""
-            if not text and not json_body and content_type.startswith(b"text/"):
-                text = data.decode("utf-8", "replace")  # a transcription as text, srt or vtt
-            usage = self._estimate(call, completion_text=text)
-        if call.endpoint == "images/generations" and isinstance(parsed, dict):
-            usage.images = len(parsed.get("data") or ())
-        return usage
-
-    def _estimate(self, call: Call, completion_text: str) -> Usage:
-        """Count tokens locally: the upstream reported no usage."""
-        payload = call.payload or {}
-        if call.endpoint == "moderations":
-            return Usage(estimated=True)
-        if call.endpoint in AUDIO_UPLOADS:
-            # No duration reported (a text or srt answer): the upload's size at
-            # a typical speech bitrate (128 kbit/s), at least a second.
-            seconds = max(1, len(call.raw) // AUDIO_BYTES_PER_SECOND_TYPICAL)
-            completion = tokenizer.count_tokens(completion_text, call.model)
-            return Usage(audio_ms=seconds * 1000, completion_tokens=completion, estimated=True)
-        if isinstance(payload.get("messages"), list):
-            prompt = tokenizer.count_chat_prompt(payload["messages"], call.model)
-        else:
-            text = payload.get("prompt", payload.get("input", ""))
-            if isinstance(text, list):
-                text = " ".join(t for t in text if isinstance(t, str))
-            prompt = tokenizer.count_tokens(text if isinstance(text, str) else "", call.model)
-        return Usage(
-            prompt_tokens=prompt, completion_tokens=tokenizer.count_tokens(completion_text, call.model), estimated=True
-        )
-
-    async def stream(
-        self, call: Call, response: aiohttp.ClientResponse, scope: Scope, receive: Receive, send: Send
-    ) -> None:
-        state = _StreamState(
-            client_wants_usage=bool(((call.payload or {}).get("stream_options") or {}).get("include_usage")),
-            secret=call.key.secret if call.key is not None else "",
-            renames=_model_renames(call),
-        )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [*SSE_HEADERS, (b"x-request-id", call.request_id.encode()), server_timing(call)],
-            }
-        )
-        pump = asyncio.create_task(self._pump(response, send, state))
-        watch = asyncio.create_task(_wait_disconnect(receive))
-        try:
-            await asyncio.wait((pump, watch), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not pump.done():
-                pump.cancel()  # client gone: stop reading upstream
-                state.client_gone = True
-                await asyncio.gather(pump, return_exceptions=True)
-            watch.cancel()
-            response.close()
-        usage = state.usage or self._estimate(call, completion_text=state.delivered_text())
-        failed = state.error is not None
-        try:
-            await self._settle(
-                call, usage, 200, error=state.error or ("client disconnected" if state.client_gone else "")
-            )
-        except RelayError as exc:  # Redis gone at the end of a stream: the answer is sent, end it
-            state.error = state.error or exc.message
-        if state.client_gone:
-            return
-        if failed:
-            err = {
-                "error": {
-                    "message": f"Upstream stream failed: {state.error} (request id: {call.request_id})",
-                    "type": "server_error",
-                    "code": "upstream_stream_error",
-                }
-            }
-            tail = b"data: " + orjson.dumps(err) + b"\n\n"
-        else:
-            # [DONE] as the upstream sent it; a Responses stream ends on its
-            # terminal event alone, as OpenAI's does.
-            tail = b"data: [DONE]\n\n" if state.done_marker else b""
-        await send({"type": "http.response.body", "body": tail, "more_body": False})
-
-    async def _pump(self, response: aiohttp.ClientResponse, send: Send, state: _StreamState) -> None:
-        buffer = b""
-        try:
-            async for chunk in response.content.iter_any():
-                buffer += chunk
-                out = []
-                while (end := buffer.find(b"\n\n")) >= 0:
-                    event, buffer = buffer[: end + 2], buffer[end + 2 :]
-                    sent = state.take(event)
-                    if sent is not None:
-                        out.append(sent)
-                if out:
-                    await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
-            if not state.done:
-                state.error = "upstream closed the stream early"
-        except TimeoutError:
-            state.error = "upstream stopped sending (idle timeout)"
-        except aiohttp.ClientError as exc:
-            state.error = f"upstream connection broke ({type(exc).__name__})"
-
-    # --- settlement ---------------------------------------------------------
-
-    async def _settle(self, call: Call, usage: Usage, status: int, error: str = "") -> None:
-        assert self.ledger is not None and call.hold is not None and call.channel is not None
-        price = self._price(call.model, call.channel)
-        cost = cost_micro(usage, price, call.user.group_multiplier, call.user.team_multiplier)
-        event = self._event(call, usage, cost, status, error)
-        if call.key is not None:
-            tokens = usage.prompt_tokens + usage.completion_tokens
-            self.pool.used(call.key, ok=True, latency_ms=event.latency_ms, tokens=tokens)
-        settling = time.monotonic()
-        await self.ledger.settle(call.hold, event)
-        call.ledger += time.monotonic() - settling
-        call.hold = None
-
-    def _event(self, call: Call, usage: Usage, cost: int, status: int, error: str) -> UsageEvent:
-        return UsageEvent(
-            request_id=call.request_id,
-            created_at=time.time(),
-            user_id=call.user.id,
-            token_id=call.token.id,
-            endpoint=call.endpoint,
-            model=call.model,
-            upstream_model=call.channel.upstream_model(call.model) if call.channel else call.model,
-            channel_id=call.channel.id if call.channel else None,
-            key_id=call.key.id if call.key else None,
-            usage=usage,
-            cost=cost,
-            group_multiplier=str(call.user.group_multiplier),
-            team_multiplier=str(call.user.team_multiplier),
-            attempts=call.attempts,
-            status=status,
-            latency_ms=int((time.monotonic() - call.started) * 1000),
-            stream=call.stream,
-            error=mask_secrets(error)[:2000] if error else "",
-        )
-
-    async def _finish_failed(self, call: Call, exc: BaseException) -> None:
-        """Nothing reached the client: release the hold; if an upstream
-        answered, still log the request (at no cost)."""
-        if call.hold is None or self.ledger is None:
-            return
-        if call.reached and call.channel is not None:
-            status = exc.status if isinstance(exc, RelayError) else 502
-            message = exc.message if isinstance(exc, RelayError) else type(exc).__name__
-            await self.ledger.settle(call.hold, self._event(call, Usage(), 0, status, message))
-        else:
-            await self.ledger.release(call.hold)
-        call.hold = None
+def inbound_format(endpoint: str) -> str:
+    """The format a client speaks on this endpoint."""
+    return "anthropic" if endpoint.startswith("messages") else "openai"
 
 
-# A Responses API stream ends on one of these events (no [DONE]).
-TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+def _error_body(endpoint: str, error: RelayError, request_id: str) -> bytes:
+    inbound = INBOUND.get(inbound_format(endpoint), INBOUND["openai"])
+    message = f"{error.message} (request id: {request_id})"
+    return inbound.error_body(error.status, message, error.type, error.code, error.param)
 
 
-def _model_renames(call: Call) -> tuple[tuple[bytes, bytes], ...]:
-    """With model mapping, the upstream's model name as it appears in JSON
-    (compact and spaced) and the client's model name to put back: the client
-    sees the model it asked for; the usage row keeps both."""
-    channel = call.channel
-    if channel is None:
-        return ()
-    upstream = channel.upstream_model(call.model)
-    if upstream == call.model:
-        return ()
-    theirs, ours = orjson.dumps(upstream), orjson.dumps(call.model)
-    return ((b'"model":' + theirs, b'"model":' + ours), (b'"model": ' + theirs, b'"model": ' + ours))
-
-
-class _StreamState:
-    __slots__ = (
-        "client_gone",
-        "client_wants_usage",
-        "delivered",
-        "done",
-        "done_marker",
-        "error",
-        "renames",
-        "secret",
-        "usage",
-    )
-
-    def __init__(
-        self, client_wants_usage: bool, secret: str = "", renames: tuple[tuple[bytes, bytes], ...] = ()
-    ) -> None:
-        self.client_wants_usage = client_wants_usage
-        self.secret = secret.encode()
-        self.renames = renames
-        self.done_marker = False  # the upstream sent [DONE]
-        self.usage: Usage | None = None
-        self.done = False
-        self.error: str | None = None
-        self.client_gone = False
-        self.delivered = bytearray()
-
-    def take(self, event: bytes) -> bytes | None:
-        """Look at one SSE event; what to send of it (None: nothing). An error
-        event, or any event quoting the key, is sent with keys masked."""
-        if event.startswith(b"data: [DONE]"):
-            self.done = self.done_marker = True
-            return None  # sent last, after the usage event is queued
-        if b'"error"' in event or (self.secret and self.secret in event):
-            event = _mask_event(event, self.secret)
-        for upstream_name, client_name in self.renames:
-            event = event.replace(upstream_name, client_name)
-        if b"response." in event[:64] and _event_type(event) in TERMINAL_EVENTS:
-            self.done = True
-        if b'"usage":{' in event or b'"usage": {' in event:
-            try:
-                parsed = orjson.loads(event[event.index(b"{") :])
-            except (orjson.JSONDecodeError, ValueError):
-                parsed = None
-            if isinstance(parsed, dict):
-                usage = usage_from_openai(parsed.get("usage") or (parsed.get("response") or {}).get("usage"))
-                if usage is not None:
-                    self.usage = usage
-                if not self.client_wants_usage and parsed.get("choices") == []:
-                    return None  # the usage chunk we asked for on the client's behalf
-        if len(self.delivered) < DELIVERED_KEEP:
-            self.delivered += event
-        return event
-
-    def delivered_text(self) -> str:
-        parts = []
-        for line in bytes(self.delivered).split(b"\n"):
-            if not line.startswith(b"data: {"):
-                continue
-            try:
-                parts.append(_answer_text(orjson.loads(line[6:])))
-            except orjson.JSONDecodeError:
-                continue
-        return "".join(parts)
-
-
-def _event_type(event: bytes) -> str | None:
-    """The ``event:`` name of an SSE event, else its data's ``type``."""
-    if event.startswith(b"event:"):
-        return event[6 : event.find(b"\n")].strip().decode("latin-1")
-    at = event.find(b"data:")
-    if at < 0:
-        return None
-    try:
-        data = orjson.loads(event[at + 5 :])
-    except orjson.JSONDecodeError:
-        return None
-    return data.get("type") if isinstance(data, dict) and isinstance(data.get("type"), str) else None
-
-
-def _mask_event(event: bytes, secret: bytes) -> bytes:
-    text = event.decode("utf-8", "replace")
-    if secret:
-        text = text.replace(secret.decode(), "***")
-    return mask_secrets(text).encode()
-
-
-def server_timing(call: Call) -> tuple[bytes, bytes]:
-    """The W3C ``Server-Timing`` header, in milliseconds since the request
-    began: ``ledger``, the hold and the settlement (Redis round trips in
-    service mode; in memory, plus the journal write, in embedded mode);
-    ``upstream``, waiting on upstreams (connecting, the answer's headers and,
-    before a whole answer is sent, its body); ``gateway``, the rest: the
-    relay's own work. Clients and the benchmark read where a request's time
-    went."""
-    upstream, ledger = call.upstream * 1000, call.ledger * 1000
-    gateway = (time.monotonic() - call.started) * 1000 - upstream - ledger
-    return b"server-timing", b"gateway;dur=%.3f, ledger;dur=%.3f, upstream;dur=%.3f" % (gateway, ledger, upstream)
-
-
-def _answer_text(parsed: object) -> str:
-    """The generated text of an OpenAI-shaped response or stream chunk."""
-    if not isinstance(parsed, dict):
-        return ""
-    parts = []
-    for choice in parsed.get("choices") or ():
-        if isinstance(choice, dict):
-            message = choice.get("message") or choice.get("delta") or {}
-            content = message.get("content") if isinstance(message, dict) else None
-            if isinstance(content, str):
-                parts.append(content)
-            elif isinstance(choice.get("text"), str):
-                parts.append(choice["text"])
-    if isinstance(parsed.get("delta"), str):  # responses API text deltas
-        parts.append(parsed["delta"])
-    return "".join(parts)
-
-
-async def _wait_disconnect(receive: Receive) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
-
-
-def _positive(value: object) -> int:
-    """A multiplier of output as a client sent it (``n``, ``best_of``): 1 unless a positive int."""
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
-
-
-def prompt_estimate(payload: dict[str, Any] | None, model: str, raw: bytes) -> int:
-    """Prompt tokens to hold for: counted with the tokenizer when the prompt is
-    small, else characters / 3 (never under the real count for common text)."""
-    if payload is None:
-        return 0
-    messages = payload.get("messages")
-    text = payload.get("prompt", payload.get("input"))
-    if isinstance(messages, list):
-        try:
-            size = sum(
-                len(m.get("content") or "")
-                if isinstance(m, dict) and isinstance(m.get("content"), str)
-                else len(orjson.dumps(m))
-                for m in messages
-            )
-        except orjson.JSONEncodeError:  # nested deeper than orjson writes: count the raw body
-            return len(raw) // 3
-        if size <= TOKENIZE_UP_TO:
-            return tokenizer.count_chat_prompt(messages, model) + 1
-        return size // 3 + 4 * len(messages)
-    if isinstance(text, str) and len(text) <= TOKENIZE_UP_TO:
-        return tokenizer.count_tokens(text, model) + 1
-    return len(raw) // 3
+async def _no_images(call: Call, urls: list[str]) -> None:
+    raise bad_request("Image URLs are not fetched for this channel.", code="unsupported_content")
 
 
 def multipart_field(body: bytes, content_type: str, name: str) -> str | None:

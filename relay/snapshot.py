@@ -81,6 +81,10 @@ class ChannelSnap:
     first_byte_timeout: float
     idle_timeout: float
     keys: tuple[KeySnap, ...]
+    # Completion tokens a request that sets none is held for, and sent as
+    # the cap to upstreams that require one (Anthropic's max_tokens):
+    # config "max_tokens", else ONEPROXY_DEFAULT_MAX_TOKENS.
+    max_tokens: int = 4096
 
     def upstream_model(self, model: str) -> str:
         return self.model_mapping.get(model, model)

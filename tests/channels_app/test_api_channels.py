@@ -76,8 +76,7 @@ def test_defaults(operator, api):
     ("overrides", "field"),
     [
         ({"type": "openia"}, "type"),
-        ({"type": "azure"}, "base_url"),
-        ({"type": "azure", "base_url": ""}, "base_url"),
+        ({"type": "azure", "base_url": "https://acme.openai.azure.com"}, "type"),
         ({"groups": ["nope"]}, "groups"),
         ({"groups": []}, "groups"),
         ({"groups": "default"}, "groups"),
@@ -118,20 +117,16 @@ def test_a_bad_type_names_the_valid_ones(operator, api):
     assert "openai" in error["message"] and "anthropic" in error["message"]
 
 
-def test_azure_with_base_url_and_deployments(operator, api):
+@pytest.mark.parametrize("channel_type", ["azure", "gemini", "ollama"])
+def test_a_type_without_an_adapter_cannot_be_created(operator, api, channel_type):
     # when
-    response = _create(
-        api,
-        operator[1],
-        type="azure",
-        base_url="https://acme.openai.azure.com",
-        config={"api_version": "2024-10-21", "deployments": {"gpt-4o": "prod-4o"}},
-    )
-    bad = _create(api, operator[1], type="azure", base_url="https://acme.openai.azure.com", config={"deployments": []})
-    # then
-    assert response.status_code == 201
-    assert response.json()["config"]["deployments"] == {"gpt-4o": "prod-4o"}
-    assert bad.status_code == 400
+    response = _create(api, operator[1], type=channel_type, base_url="https://acme.example.com")
+    disabled = _create(api, operator[1], type=channel_type, base_url="https://acme.example.com", status="disabled")
+    # then: refused, naming the type, enabled or not
+    assert response.status_code == 400 and disabled.status_code == 400
+    message = response.json()["error"]["fields"]["type"][0]
+    assert f'"{channel_type}" has no provider adapter' in message and "openai" in message
+    assert not Channel.objects.filter(type=channel_type).exists()
 
 
 def test_list_and_detail(operator, api):
@@ -181,15 +176,26 @@ def test_patch_validates_like_create(operator, api, body):
     assert Channel.objects.get(pk=channel["id"]).type == "openai"
 
 
-def test_patching_an_azure_channel_keeps_its_base_url_check(operator, api):
-    # given
-    channel = _create(api, operator[1], type="azure", base_url="https://acme.openai.azure.com").json()
+def test_a_channel_left_without_an_adapter_stays_disabled(operator, api):
+    # given: an azure channel from before adapters were checked, disabled
+    channel = Channel.objects.create(
+        name="legacy", type="azure", base_url="https://acme.openai.azure.com", status="disabled"
+    )
+    url = f"/api/channels/{channel.pk}/"
     # when
-    cleared = api(operator[1]).patch(f"/api/channels/{channel['id']}/", {"base_url": ""}, format="json")
-    renamed = api(operator[1]).patch(f"/api/channels/{channel['id']}/", {"name": "renamed"}, format="json")
-    # then
+    cleared = api(operator[1]).patch(url, {"base_url": ""}, format="json")
+    renamed = api(operator[1]).patch(url, {"name": "renamed"}, format="json")
+    enabled = api(operator[1]).patch(url, {"status": "enabled"}, format="json")
+    switched = api(operator[1]).patch(
+        f"/api/channels/{_create(api, operator[1]).json()['id']}/", {"type": "gemini"}, format="json"
+    )
+    # then: editable while disabled, never enabled, and no type is switched to one without an adapter
     assert cleared.status_code == 400
     assert renamed.status_code == 200
+    assert enabled.status_code == 400 and '"azure" has no provider adapter' in enabled.json()["error"]["message"]
+    assert switched.status_code == 400
+    channel.refresh_from_db()
+    assert channel.status == "disabled"
 
 
 def test_deleting_an_unused_channel_removes_it(operator, api):

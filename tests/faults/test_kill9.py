@@ -39,7 +39,7 @@ def _stream(url: str, key: str) -> None:
 def test_streams_in_flight_at_kill_9_are_charged_at_their_estimate(relay_setup, tmp_path):
     from billing import services
     from billing.models import LedgerEntry, UsageLog, User
-    from relay.app import LOST_ERROR
+    from relay.settlement import LOST_ERROR
 
     # given: four streams paused mid-way by the emulator
     emulator = relay_setup["emulator"]
