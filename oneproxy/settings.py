@@ -107,6 +107,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -168,8 +169,18 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# The admin's CSS and JS: collected (`manage.py collectstatic`, which `make run`
+# and the Docker build run) into STATIC_ROOT with content-hashed names and
+# gzip twins, and served by WhiteNoise inside Django with far-future cache
+# headers. The relay's paths never reach Django (oneproxy/asgi.py). Beside the
+# code, not in DATA_DIR: it is built from the code (a Docker image carries it;
+# /data is a volume). With DEBUG on, WhiteNoise serves the apps' own files.
 STATIC_URL = "static/"
-STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT = BASE_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["billing.authentication.AccessTokenAuthentication"],

@@ -31,6 +31,11 @@ os.environ["ONEPROXY_REDIS_PREFIX"] = REDIS_PREFIX
 settings.ONEPROXY_REDIS_PREFIX = REDIS_PREFIX
 
 
+# tests/deploy/ runs `make run` in a fresh copy of the repository, from outside;
+# `make smoke` runs it on its own (CI too), never inside this suite.
+collect_ignore = ["deploy"]
+
+
 def _service_mode() -> bool:
     return bool(settings.SERVICE_MODE and "postgresql" in settings.DATABASES["default"]["ENGINE"])
 
@@ -62,6 +67,25 @@ def _fresh_usage_journal(django_db_setup):
     from billing.usage_sink import journal_dir
 
     shutil.rmtree(journal_dir(), ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _static_files() -> None:
+    """Collected once per test process, as `make run` and the Docker build do:
+    admin pages name the manifest's hashed files, so tests render them as a
+    deployment does (and the live gateway serves them). Test processes of
+    this checkout share STATIC_ROOT, so one collects at a time."""
+    import fcntl
+    import hashlib
+    import tempfile
+    from pathlib import Path
+
+    from django.core.management import call_command
+
+    digest = hashlib.sha256(str(settings.STATIC_ROOT).encode()).hexdigest()[:16]
+    with (Path(tempfile.gettempdir()) / f"oneproxy-collectstatic-{digest}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        call_command("collectstatic", interactive=False, verbosity=0)
 
 
 @pytest.fixture

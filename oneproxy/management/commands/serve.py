@@ -1,4 +1,5 @@
-"""`make run`: bootstrap, then the ASGI server, a Celery worker and beat.
+"""`make run`: bootstrap, collect static files, then the ASGI server, a
+Celery worker and beat.
 
 Ctrl-C (or SIGTERM) stops all three; if one dies, the others are stopped
 too, so a half-running gateway never looks healthy.
@@ -26,6 +27,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, host: str, no_celery: bool, **options) -> None:
         call_command("bootstrap")
+        # The admin's CSS and JS with hashed names, for WhiteNoise to serve.
+        call_command("collectstatic", interactive=False, verbosity=0)
         bin_dir = os.path.dirname(sys.executable)
         mode = "service" if settings.SERVICE_MODE else "embedded"
         commands = {
