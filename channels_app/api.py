@@ -112,7 +112,7 @@ class ChannelKeyViewSet(
         serializer = KeyUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         changes = dict(serializer.validated_data)
-        state = changes.pop("status", None)
+        state = changes.pop("state", None)
         with transaction.atomic():
             if state is not None:
                 services.set_key_state(key, state, f"set by {request.user.username}")
@@ -120,6 +120,8 @@ class ChannelKeyViewSet(
                 for name, value in changes.items():
                     setattr(key, name, value)
                 key.save(update_fields=list(changes))
+        # The whole key as it now stands, with what the relay wrote meanwhile.
+        key.refresh_from_db()
         return Response(ChannelKeySerializer(key).data)
 
     def perform_destroy(self, instance: ChannelKey) -> None:

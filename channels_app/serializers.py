@@ -157,14 +157,24 @@ class KeysAddSerializer(StrictFieldsMixin, serializers.Serializer):
     keys = serializers.ListField(child=StringField(trim_whitespace=False, allow_blank=True), allow_empty=False)
 
 
+def _operator_state_field() -> serializers.ChoiceField:
+    return serializers.ChoiceField(choices=[ChannelKey.State.ACTIVE, ChannelKey.State.MANUAL_DISABLED], required=False)
+
+
 class KeyUpdateSerializer(StrictFieldsMixin, serializers.Serializer):
-    status = serializers.ChoiceField(
-        choices=[ChannelKey.State.ACTIVE, ChannelKey.State.MANUAL_DISABLED], required=False
-    )
+    """PATCH of a pool key: ``state`` as lists show it (``status`` is accepted
+    as an alias), and its limits. Validated data carry ``state``."""
+
+    state = _operator_state_field()
+    status = _operator_state_field()
     rpm_limit = limit_field()
     tpm_limit = limit_field()
 
     def validate(self, attrs: dict) -> dict:
         if not attrs:
-            raise serializers.ValidationError("Send at least one of status, rpm_limit, tpm_limit.")
+            raise serializers.ValidationError("Send at least one of state, rpm_limit, tpm_limit.")
+        if "status" in attrs:
+            alias = attrs.pop("status")
+            if attrs.setdefault("state", alias) != alias:
+                raise serializers.ValidationError({"status": ["Differs from state; send one of them."]})
         return attrs

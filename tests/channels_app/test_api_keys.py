@@ -90,9 +90,11 @@ def test_operator_disables_and_reenables_a_key(operator, channel, api):
     key = channel.keys.first()
     url = f"/api/channels/{channel.pk}/keys/{key.pk}/"
     # when
-    disabled = api(operator[1]).patch(url, {"status": "manual_disabled"}, format="json")
+    disabled = api(operator[1]).patch(url, {"state": "manual_disabled"}, format="json")
     # then
     assert disabled.status_code == 200
+    listed = api(operator[1]).get(f"/api/channels/{channel.pk}/keys/").json()["results"]
+    assert disabled.json() == next(row for row in listed if row["id"] == key.pk)
     assert set(disabled.json()) == KEY_FIELDS
     assert disabled.json()["state"] == "manual_disabled"
     assert disabled.json()["state_reason"] == "set by op"
@@ -101,9 +103,36 @@ def test_operator_disables_and_reenables_a_key(operator, channel, api):
     assert key.state == "manual_disabled" and key.state_changed_at is not None
     assert api(operator[1]).get(f"/api/channels/{channel.pk}/").json()["healthy_key_count"] == 1
     # when
-    enabled = api(operator[1]).patch(url, {"status": "active"}, format="json")
+    enabled = api(operator[1]).patch(url, {"state": "active"}, format="json")
     # then
     assert enabled.json()["state"] == "active"
+
+
+def test_status_is_an_alias_of_state(operator, channel, api):
+    # given
+    key = channel.keys.first()
+    url = f"/api/channels/{channel.pk}/keys/{key.pk}/"
+    # when
+    disabled = api(operator[1]).patch(url, {"status": "manual_disabled"}, format="json")
+    both = api(operator[1]).patch(url, {"state": "active", "status": "active"}, format="json")
+    # then
+    assert disabled.status_code == 200 and set(disabled.json()) == KEY_FIELDS
+    assert disabled.json()["state"] == "manual_disabled"
+    assert both.status_code == 200 and both.json()["state"] == "active"
+
+
+def test_state_and_status_that_differ_are_refused(operator, channel, api):
+    # given
+    key = channel.keys.first()
+    # when
+    response = api(operator[1]).patch(
+        f"/api/channels/{channel.pk}/keys/{key.pk}/", {"state": "manual_disabled", "status": "active"}, format="json"
+    )
+    # then
+    assert response.status_code == 400
+    assert set(response.json()["error"]["fields"]) == {"status"}
+    key.refresh_from_db()
+    assert key.state == "active"
 
 
 def test_reenabling_a_cooling_key_clears_its_cooldown(operator, channel, api):
@@ -112,7 +141,7 @@ def test_reenabling_a_cooling_key_clears_its_cooldown(operator, channel, api):
     services.set_key_state(key, "cooling", "429")
     ChannelKey.objects.filter(pk=key.pk).update(cooldown_until=timezone.now())
     # when
-    response = api(operator[1]).patch(f"/api/channels/{channel.pk}/keys/{key.pk}/", {"status": "active"}, format="json")
+    response = api(operator[1]).patch(f"/api/channels/{channel.pk}/keys/{key.pk}/", {"state": "active"}, format="json")
     # then
     assert response.json()["state"] == "active"
     assert response.json()["cooldown_until"] is None
@@ -134,7 +163,17 @@ def test_patch_sets_key_limits(operator, channel, api):
 
 
 @pytest.mark.parametrize(
-    "body", [{"status": "auto_disabled"}, {"status": "cooling"}, {"state": "active"}, {"rpm_limit": 0}, {}]
+    "body",
+    [
+        {"state": "auto_disabled"},
+        {"state": "cooling"},
+        {"status": "auto_disabled"},
+        {"status": "cooling"},
+        {"state": "manual_disabled", "rpm_limit": 0},
+        {"hint": "sk-…"},
+        {"rpm_limit": 0},
+        {},
+    ],
 )
 def test_patch_rejects_other_states_and_fields(operator, channel, api, body):
     # given
