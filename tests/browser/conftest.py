@@ -43,7 +43,7 @@ CHROMIUM_FLAGS = (
     "--disable-sync",
     "--window-size=1600,900",
 )
-ROOT_PASSWORD = "browser-test-root-password"  # noqa: S105 - a test fixture's own operator
+ROOT_PASSWORD = "browser-test-root-password"
 WAIT = 15.0
 
 
