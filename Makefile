@@ -12,7 +12,7 @@ export PORT DATABASE_URL REDIS_URL
 # Tests run in parallel across the machine's cores.
 PYTEST_WORKERS ?= auto
 
-.PHONY: run test test-embedded test-service check lint format clean
+.PHONY: run test test-embedded test-service smoke check lint format clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "oneproxy needs Python 3.11 or newer")'
@@ -45,6 +45,13 @@ test-embedded: $(VENV)/.dev
 test-service: $(VENV)/.dev
 	ONEPROXY_DATA_DIR=$(CURDIR)/data/test-service \
 		$(BIN)/pytest -n $(PYTEST_WORKERS) -p no:cacheprovider
+
+# Deployment smoke test (tests/deploy/): `make run` in a fresh copy of the
+# repository, whose venv is built from requirements.txt alone, in service mode
+# (a new database on DATABASE_URL's PostgreSQL server, a Redis server of its
+# own) and in embedded mode, checked from outside. Logs in data/artifacts/smoke/.
+smoke: $(VENV)/.dev
+	$(BIN)/pytest tests/deploy -p no:django -p no:cacheprovider --confcutdir=tests/deploy -rP -W "ignore:Unknown config option"
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
