@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 from django.conf import settings
@@ -52,7 +52,7 @@ def artifacts_dir() -> Path:
     return settings.BASE_DIR / "data" / "artifacts" / "browser" / mode
 
 
-def _unavailable(reason: str) -> None:
+def _unavailable(reason: str) -> NoReturn:
     if os.environ.get("ONEPROXY_FAIL_ON_SKIP") == "1":
         pytest.fail(f"browser test cannot run under ONEPROXY_FAIL_ON_SKIP=1: {reason}")
     pytest.skip(reason)
@@ -157,7 +157,7 @@ class Browser:
 
 
 @pytest.fixture
-def browser(chromium, gateway, request) -> Browser:  # type: ignore[no-untyped-def]
+def browser(chromium, gateway, request) -> Browser:
     chromium.delete_all_cookies()
     shots = artifacts_dir() / re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name)
     shutil.rmtree(shots, ignore_errors=True)
@@ -165,7 +165,7 @@ def browser(chromium, gateway, request) -> Browser:  # type: ignore[no-untyped-d
 
 
 @pytest.fixture
-def root_operator(transactional_db):  # type: ignore[no-untyped-def]
+def root_operator(transactional_db):
     """The operator ``root``, as ``manage.py bootstrap`` creates it."""
     from billing import services
     from billing.models import User
@@ -175,6 +175,6 @@ def root_operator(transactional_db):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def admin_browser(browser, root_operator) -> Browser:  # type: ignore[no-untyped-def]
+def admin_browser(browser, root_operator) -> Browser:
     browser.login("root", ROOT_PASSWORD)
     return browser

@@ -17,7 +17,7 @@ BAD_KEY = "sk-upstream-refused-by-the-emulator"
 HASHED_CSS = re.compile(r"/static/admin/css/base\.[0-9a-f]{12}\.css$")
 
 
-def test_an_operator_sets_up_a_channel_and_a_token(admin_browser, root_operator, openai_emulator):  # type: ignore[no-untyped-def]
+def test_an_operator_sets_up_a_channel_and_a_token(admin_browser, root_operator, openai_emulator):
     # given: a priced model (transactional tests start without the seeded rows) and money to spend
     ModelPrice.objects.update_or_create(
         model="gpt-4o-mini", channel_type="", defaults={"input": "0.15", "output": "0.60"}

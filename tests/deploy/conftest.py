@@ -18,6 +18,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -29,7 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "data" / "artifacts" / "smoke"
 
 
-def unavailable(reason: str) -> None:
+def unavailable(reason: str) -> NoReturn:
     if os.environ.get("ONEPROXY_FAIL_ON_SKIP") == "1":
         pytest.fail(f"smoke test cannot run under ONEPROXY_FAIL_ON_SKIP=1: {reason}")
     pytest.skip(reason)
@@ -62,7 +63,8 @@ def fresh_clone() -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def upstream() -> Iterator[OpenAIEmulator]:
-    emulator = OpenAIEmulator().start()
+    emulator = OpenAIEmulator()
+    emulator.start()
     try:
         yield emulator
     finally:
@@ -137,7 +139,7 @@ def own_redis(tmp_path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def runtime_venv(fresh_clone) -> Path:  # type: ignore[no-untyped-def]
+def runtime_venv(fresh_clone) -> Path:
     """The copy's .venv, from requirements.txt alone, by the target `make run` uses."""
     from tests.deploy.harness import user_env
 

@@ -84,7 +84,7 @@ def scratch() -> Iterator[Path]:
 
 
 @pytest.fixture
-def build_context(fresh_clone, scratch) -> Path:  # type: ignore[no-untyped-def]
+def build_context(fresh_clone, scratch) -> Path:
     """What `docker build` would COPY into /app."""
     patterns = dockerignore((fresh_clone / ".dockerignore").read_text())
     context = scratch / "app"
@@ -100,7 +100,7 @@ def build_context(fresh_clone, scratch) -> Path:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def image_env(runtime_venv, scratch) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def image_env(runtime_venv, scratch) -> dict[str, str]:
     """The container's environment: the venv's python first, the image's ENV
     with a data folder of its own."""
     data = scratch / "data"
@@ -115,7 +115,7 @@ def image_env(runtime_venv, scratch) -> dict[str, str]:  # type: ignore[no-untyp
     )
 
 
-def test_the_build_context_leaves_out_what_the_image_does_not_need(build_context) -> None:  # type: ignore[no-untyped-def]
+def test_the_build_context_leaves_out_what_the_image_does_not_need(build_context) -> None:
     # given
     copied = {p.relative_to(build_context).as_posix() for p in build_context.rglob("*") if p.is_file()}
     # then
@@ -129,9 +129,7 @@ def test_the_build_context_leaves_out_what_the_image_does_not_need(build_context
     assert packages <= {name.split("/")[0] for name in copied}, packages
 
 
-def test_the_image_steps_serve_a_styled_admin_and_write_only_to_data(  # type: ignore[no-untyped-def]
-    fresh_clone, build_context, image_env, artifacts
-):
+def test_the_image_steps_serve_a_styled_admin_and_write_only_to_data(fresh_clone, build_context, image_env, artifacts):
     instructions = dockerfile_instructions((fresh_clone / "docker" / "Dockerfile").read_text())
     compose = yaml.safe_load((fresh_clone / "docker" / "compose.yaml").read_text())
     users = [args for op, args in instructions if op == "USER"]

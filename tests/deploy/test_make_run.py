@@ -136,7 +136,7 @@ class Deployment:
 
 
 @pytest.fixture
-def deploy(fresh_clone, artifacts, request) -> Iterator[Callable[..., Deployment]]:  # type: ignore[no-untyped-def]
+def deploy(fresh_clone, artifacts, request) -> Iterator[Callable[..., Deployment]]:
     started: list[Deployment] = []
 
     def start(mode: str, **env: str) -> Deployment:
@@ -157,7 +157,7 @@ def deploy(fresh_clone, artifacts, request) -> Iterator[Callable[..., Deployment
             d.kill()
 
 
-def check_relay_request_is_billed(d: Deployment, upstream, token: str) -> None:  # type: ignore[no-untyped-def]
+def check_relay_request_is_billed(d: Deployment, upstream, token: str) -> None:
     api = {"Authorization": f"Bearer {token}"}
     channel = d.request(
         "POST",
@@ -209,7 +209,7 @@ def check_relay_request_is_billed(d: Deployment, upstream, token: str) -> None: 
     assert balance == Decimal("5.00") - cost, (balance, cost)
 
 
-def check_worker_runs_a_call(d: Deployment, upstream) -> None:  # type: ignore[no-untyped-def]
+def check_worker_runs_a_call(d: Deployment, upstream) -> None:
     before = len(upstream.requests)
     task_id = d.celery_call("channels_app.probe_keys")
     assert re.fullmatch(r"[0-9a-f-]{36}", task_id), task_id
@@ -223,7 +223,7 @@ def check_worker_runs_a_call(d: Deployment, upstream) -> None:  # type: ignore[n
     assert probes, upstream.requests[before:]
 
 
-def run_smoke(d: Deployment, upstream, service: bool) -> None:  # type: ignore[no-untyped-def]
+def run_smoke(d: Deployment, upstream, service: bool) -> None:
     d.start()
     ready = d.wait_ready()
     started = time.monotonic()
@@ -243,11 +243,11 @@ def run_smoke(d: Deployment, upstream, service: bool) -> None:  # type: ignore[n
     print(f"stopped in {took:.1f} s after SIGINT")
 
 
-def test_service_mode(deploy, fresh_postgres, own_redis, upstream) -> None:  # type: ignore[no-untyped-def]
+def test_service_mode(deploy, fresh_postgres, own_redis, upstream) -> None:
     d = deploy("service", DATABASE_URL=fresh_postgres, REDIS_URL=own_redis)
     run_smoke(d, upstream, service=True)
 
 
-def test_embedded_mode(deploy, upstream) -> None:  # type: ignore[no-untyped-def]
+def test_embedded_mode(deploy, upstream) -> None:
     d = deploy("embedded")
     run_smoke(d, upstream, service=False)

@@ -28,7 +28,7 @@ def _database_url() -> str:
 
 
 @pytest.fixture
-def web(transactional_db) -> Iterator[Callable[..., str]]:  # type: ignore[no-untyped-def]
+def web(transactional_db) -> Iterator[Callable[..., str]]:
     """web(DEBUG="true") → the URL of uvicorn serving oneproxy.asgi in a process of its own."""
     started: list[subprocess.Popen] = []
 
@@ -83,7 +83,7 @@ def _stylesheets(url: str) -> list[str]:
     return re.findall(r'<link rel="stylesheet" href="([^"]+)"', page.text)
 
 
-def test_debug_off_serves_the_collected_hashed_files_cached_for_good(web) -> None:  # type: ignore[no-untyped-def]
+def test_debug_off_serves_the_collected_hashed_files_cached_for_good(web) -> None:
     # given
     url = web(DEBUG="false")
     # when
@@ -101,7 +101,7 @@ def test_debug_off_serves_the_collected_hashed_files_cached_for_good(web) -> Non
         assert requests.get(url + sheet, timeout=10).status_code == 200, sheet
 
 
-def test_debug_on_serves_the_apps_own_files(web) -> None:  # type: ignore[no-untyped-def]
+def test_debug_on_serves_the_apps_own_files(web) -> None:
     # given
     url = web(DEBUG="true")
     # when
