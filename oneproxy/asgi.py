@@ -1,5 +1,6 @@
 """ASGI entry point: the relay serves /v1/* (and its unprefixed twins);
-Django serves the admin, the management API and health checks.
+Django serves the admin (and its static files), the management API and
+health checks.
 
 The relay is a lean ASGI app of its own, not a Django view: Django's
 request handling alone costs several times the whole relay's budget
