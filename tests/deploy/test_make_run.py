@@ -194,14 +194,14 @@ def check_relay_request_is_billed(d: Deployment, upstream, token: str) -> None:
         return answer if answer.status == 200 else None
 
     asked = time.monotonic()
-    answer = wait_for(relayed, 15, "relay request served")
+    answer = wait_for(relayed, 30, "relay request served")
     print(f"relay served the new token and channel {time.monotonic() - asked:.1f} s after they were created")
     assert answer.json()["choices"][0]["message"]["content"].startswith("Hello from the OpenAI emulator")
 
     def usage() -> list:
         return d.request("GET", f"/api/usage/?user={user_id}", headers=api).json()["results"]
 
-    rows = wait_for(usage, 10, "usage row")
+    rows = wait_for(usage, 15, "usage row")
     assert len(rows) == 1 and rows[0]["model"] == "gpt-4o-mini" and rows[0]["status"] == 200, rows
     cost = Decimal(rows[0]["cost_usd"])
     assert cost > 0
