@@ -65,7 +65,7 @@ format: $(VENV)/.dev
 check: lint test
 
 clean:
-	rm -rf $(VENV) data/test-embedded data/test-service
+	rm -rf $(VENV) static data/test-embedded data/test-service
 
 # --- benchmark (bench/, docs/BENCHMARKS.md) -----------------------------------
 # `make bench` measures oneproxy against the direct upstream, the bare

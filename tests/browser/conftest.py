@@ -157,11 +157,26 @@ class Browser:
 
 
 @pytest.fixture
-def browser(chromium, gateway, request) -> Browser:
+def browser(chromium, gateway, request) -> Iterator[Browser]:
     chromium.delete_all_cookies()
     shots = artifacts_dir() / re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name)
     shutil.rmtree(shots, ignore_errors=True)
-    return Browser(driver=chromium, gateway=gateway, shots=shots)
+    yield Browser(driver=chromium, gateway=gateway, shots=shots)
+    _close_admin_connections()
+
+
+def _close_admin_connections() -> None:
+    """The admin pages ran in the live gateway's worker threads, each keeping
+    its PostgreSQL connection (CONN_MAX_AGE); end them, or the test database
+    cannot be dropped at the end of the session."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
 
 
 @pytest.fixture
