@@ -144,6 +144,7 @@ class Browser:
         # The whole page, not only the window: changelists and forms run long.
         height = self.driver.execute_script("return document.documentElement.scrollHeight")
         self.driver.set_window_size(1600, min(max(900, height), 4000))
+        self.driver.execute_script("window.scrollTo(0, 0);")
         self.driver.save_screenshot(str(path))
         self.driver.set_window_size(1600, 900)
         return path
