@@ -62,8 +62,8 @@ def web(transactional_db) -> Iterator[Callable[..., str]]:
 
         def up() -> bool:
             try:
-                return requests.get(f"{url}/healthz", timeout=1).status_code == 200
-            except requests.ConnectionError:
+                return requests.get(f"{url}/healthz", timeout=5).status_code == 200
+            except requests.RequestException:  # not listening yet, or busy starting on a loaded machine
                 assert proc.poll() is None, f"uvicorn exited with {proc.returncode}"
                 return False
 
