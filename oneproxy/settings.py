@@ -44,6 +44,14 @@ CSRF_TRUSTED_ORIGINS = [o for o in (envstr("CSRF_TRUSTED_ORIGINS", "") or "").sp
 PORT = envint("PORT", 3000, minimum=1, maximum=65535)
 REDIS_URL = envurl("REDIS_URL", ("redis", "rediss", "unix"))
 SERVICE_MODE = REDIS_URL is not None
+# Relay/web processes of one server (`make run`; uvicorn also reads it by
+# itself). Embedded mode's holds and balances live in its one relay process.
+WEB_CONCURRENCY = envint("WEB_CONCURRENCY", 1, minimum=1, maximum=64)
+if WEB_CONCURRENCY > 1 and not SERVICE_MODE:
+    raise ImproperlyConfigured(
+        f"WEB_CONCURRENCY={WEB_CONCURRENCY} needs service mode (REDIS_URL and a PostgreSQL DATABASE_URL): "
+        "embedded mode runs exactly one relay process"
+    )
 # Prefix of every Redis key and pub/sub channel oneproxy uses (relay/redis_names.py).
 ONEPROXY_REDIS_PREFIX: str = envstr("ONEPROXY_REDIS_PREFIX", "op:")
 

@@ -39,6 +39,8 @@ class Command(BaseCommand):
                 host,
                 "--port",
                 str(settings.PORT),
+                "--workers",
+                str(settings.WEB_CONCURRENCY),
                 "--loop",
                 "uvloop",
                 "--http",
