@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import overload
+from urllib.parse import quote
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -102,6 +104,45 @@ def envurl(name: str, schemes: tuple[str, ...]) -> str | None:
     if scheme not in schemes:
         raise ImproperlyConfigured(f"{name} must be a URL starting with one of {', '.join(s + '://' for s in schemes)}")
     return value
+
+
+DATABASE_SCHEMES = ("postgres", "postgresql", "sqlite")
+# one-api's SQL_DSN without a scheme: user:pass@tcp(host:port)/db?params
+_ONE_API_DSN = re.compile(r"^(?:(?P<auth>.*)@)?tcp\((?P<addr>[^)]*)\)/(?P<db>[^?/]+)(?:\?(?P<params>.*))?$")
+
+
+def envdatabase() -> str | None:
+    """The database URL from ``DATABASE_URL`` or its alias ``SQL_DSN``.
+
+    ``SQL_DSN`` also takes one-api's form, ``user:pass@tcp(host:port)/db``,
+    read as PostgreSQL (the only database server oneproxy runs on), so a
+    one-api deployment's environment carries over once its data is in
+    PostgreSQL. Of its query parameters only ``sslmode`` means anything here;
+    the MySQL driver's (``charset``, ``parseTime``, ``loc``…) are dropped.
+    """
+    url = envurl("DATABASE_URL", DATABASE_SCHEMES)
+    dsn = _raw("SQL_DSN")
+    if dsn is None:
+        return url
+    dsn = dsn.strip()
+    match = _ONE_API_DSN.match(dsn)
+    if match is not None:
+        host, _, port = match["addr"].rpartition(":") if ":" in match["addr"] else (match["addr"], "", "")
+        if port and not port.isdigit():
+            raise ImproperlyConfigured(f"SQL_DSN: the port in tcp({match['addr']}) must be a number")
+        user, colon, password = (match["auth"] or "").partition(":")
+        auth = quote(user, safe="") + (":" + quote(password, safe="") if colon and password else "")
+        params = [p for p in (match["params"] or "").split("&") if p.startswith("sslmode=")]
+        dsn = f"postgres://{auth}{'@' if auth else ''}{host or '127.0.0.1'}:{port or 5432}/{match['db']}"
+        dsn += "?" + "&".join(params) if params else ""
+    elif dsn.split("://", 1)[0].lower() not in DATABASE_SCHEMES or "://" not in dsn:
+        raise ImproperlyConfigured(
+            "SQL_DSN must be a URL starting with one of "
+            f"{', '.join(s + '://' for s in DATABASE_SCHEMES)} or one-api's user:pass@tcp(host:port)/db"
+        )
+    if url is not None and url != dsn:
+        raise ImproperlyConfigured("DATABASE_URL and SQL_DSN name different databases: set one of them")
+    return dsn
 
 
 def persistent_secret(name: str, data_dir: Path, make: Callable[[], str]) -> str:

@@ -17,6 +17,7 @@ from django.core.exceptions import ImproperlyConfigured
 from oneproxy.env import (
     envbool,
     envcidrs,
+    envdatabase,
     envint,
     envstr,
     envtoken,
@@ -143,7 +144,7 @@ ASGI_APPLICATION = "oneproxy.asgi.application"
 
 
 def _databases() -> dict:
-    url = envurl("DATABASE_URL", ("postgres", "postgresql", "sqlite"))
+    url = envdatabase()
     if url is None:
         DATA_DIR.mkdir(parents=True, exist_ok=True)
         url = f"sqlite:///{DATA_DIR / 'oneproxy.sqlite3'}"

@@ -71,3 +71,52 @@ def test_bad_setting_stops_startup_with_the_name(tmp_path):
     )
     assert result.returncode != 0
     assert "ONEPROXY_MAX_BODY_BYTES must be an integer" in result.stderr
+
+
+def test_sql_dsn_is_an_alias_of_database_url(monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("SQL_DSN", "postgres://app@db.internal:5432/oneproxy")
+    assert env.envdatabase() == "postgres://app@db.internal:5432/oneproxy"
+    monkeypatch.setenv("DATABASE_URL", "postgres://app@db.internal:5432/oneproxy")
+    assert env.envdatabase() == "postgres://app@db.internal:5432/oneproxy"
+    monkeypatch.setenv("DATABASE_URL", "postgres://app@db.internal:5432/other")
+    with pytest.raises(ImproperlyConfigured, match="DATABASE_URL and SQL_DSN name different databases"):
+        env.envdatabase()
+
+
+def test_sql_dsn_in_one_apis_form_is_read_as_postgresql(monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv(
+        "SQL_DSN", "root:p@ss:w/rd@tcp(10.0.0.5:5433)/oneapi?charset=utf8mb4&parseTime=True&sslmode=require"
+    )
+    assert env.envdatabase() == "postgres://root:p%40ss%3Aw%2Frd@10.0.0.5:5433/oneapi?sslmode=require"
+    monkeypatch.setenv("SQL_DSN", "oneapi@tcp(localhost)/oneapi")
+    assert env.envdatabase() == "postgres://oneapi@localhost:5432/oneapi"
+    monkeypatch.setenv("SQL_DSN", "tcp(127.0.0.1:5432)/oneapi")
+    assert env.envdatabase() == "postgres://127.0.0.1:5432/oneapi"
+    for bad in ("mysql://root@db/oneapi", "root@tcp(db:port)/oneapi", "just-a-name"):
+        monkeypatch.setenv("SQL_DSN", bad)
+        with pytest.raises(ImproperlyConfigured, match="SQL_DSN"):
+            env.envdatabase()
+
+
+@pytest.mark.service
+def test_sql_dsn_in_one_apis_form_reaches_postgresql(tmp_path):
+    """A one-api environment (SQL_DSN, no DATABASE_URL) starts against PostgreSQL."""
+    import subprocess
+    import sys
+
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    dsn = f"{db['USER']}@tcp({db['HOST']}:{db['PORT']})/{db['NAME']}?charset=utf8mb4&parseTime=True&loc=Local"
+    probe = "from django.db import connection; connection.ensure_connection(); print(connection.vendor)"
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "--no-imports", "-c", probe],
+        env={"PATH": "/usr/bin:/bin", "ONEPROXY_DATA_DIR": str(tmp_path), "SQL_DSN": dsn},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "postgresql"
