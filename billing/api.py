@@ -20,7 +20,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from billing import services
+from billing import history, services
 from billing.models import RedemptionCode, Token, UsageLog, User
 from billing.money import to_usd
 from billing.serializers import (
@@ -238,18 +238,44 @@ class TokenViewSet(
         services.delete_token(instance)
 
 
-def _usage_rows(request: Request) -> QuerySet[UsageLog]:
-    """The caller's view of usage with the common filters applied."""
-    rows = UsageLog.objects.visible_to(request.user)
+def _usage_filters(request: Request) -> dict[str, Any]:
+    """The common usage filters of the query string, as column filters."""
     filters: dict[str, Any] = {
         "user_id": _int_param(request, "user"),
         "token_id": _int_param(request, "token"),
         "model": request.query_params.get("model") or None,
-        # Half-open [since, until): consecutive windows never count a row twice.
-        "created_at__gte": _datetime_param(request, "since"),
-        "created_at__lt": _datetime_param(request, "until"),
     }
-    return rows.filter(**{k: v for k, v in filters.items() if v is not None})
+    return {k: v for k, v in filters.items() if v is not None}
+
+
+def viewer_scope(caller: User) -> dict[str, Any]:
+    """What of the usage the caller may see, as column filters (the same as
+    UsageLog.objects.visible_to): operators all, team admins what was charged
+    to their team, members their own."""
+    if caller.is_operator:
+        return {}
+    if caller.is_team_admin and caller.team_id:
+        return {"team_id": caller.team_id}
+    return {"user_id": caller.pk}
+
+
+def scoped(filters: dict[str, Any], scope: dict[str, Any]) -> dict[str, Any]:
+    """Both sets of filters at once; one that contradicts the scope finds nothing."""
+    if any(key in filters and filters[key] != value for key, value in scope.items()):
+        return {"pk__in": []}
+    return {**filters, **scope}
+
+
+def _usage_rows(request: Request) -> QuerySet[UsageLog]:
+    """The caller's view of usage with the common filters applied."""
+    rows = UsageLog.objects.visible_to(request.user).filter(**_usage_filters(request))
+    # Half-open [since, until): consecutive windows never count a row twice.
+    since, until = _datetime_param(request, "since"), _datetime_param(request, "until")
+    if since is not None:
+        rows = rows.filter(created_at__gte=since)
+    if until is not None:
+        rows = rows.filter(created_at__lt=until)
+    return rows
 
 
 class UsageListView(generics.ListAPIView):
@@ -274,18 +300,27 @@ def _summary_row(row: dict[str, Any]) -> dict[str, Any]:
 class UsageSummaryView(generics.GenericAPIView):
     """Totals per user, team, token, model or channel over [since, until), with
     the same filters and role scoping as /api/usage/. Not paginated: one row
-    per group."""
+    per group. Read from the rollups (billing/history.py): ``since`` and
+    ``until`` in the answer are the window read, which differs from the
+    query's only where a bound inside an hour is older than the retention
+    (rounded down to its hour)."""
 
     def get(self, request: Request) -> Response:
         query = UsageSummaryQuerySerializer(data={"group_by": request.query_params.get("group_by", "")})
         query.is_valid(raise_exception=True)
         group_by = query.validated_data["group_by"]
-        rows = _usage_rows(request)
-        results = [_summary_row(row) for row in rows.summary(group_by)]
-        total = _summary_row({"key": None, "name": None, **rows.totals()})
+        found = history.summary(
+            group_by,
+            since=_datetime_param(request, "since"),
+            until=_datetime_param(request, "until"),
+            filters=scoped(_usage_filters(request), viewer_scope(request.user)),
+        )
+        results = [_summary_row(row) for row in found.results]
+        total = _summary_row({"key": None, "name": None, **found.total})
         del total["key"], total["name"]
-        window = [_datetime_param(request, name) for name in ("since", "until")]
-        since, until = (None if t is None else serializers.DateTimeField().to_representation(t) for t in window)
+        since, until = (
+            None if t is None else serializers.DateTimeField().to_representation(t) for t in (found.since, found.until)
+        )
         return Response(
             {
                 "group_by": group_by,

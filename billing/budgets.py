@@ -1,9 +1,14 @@
 """Budget periods and what was spent in them; read by the admin, /api/me/ and the relay's snapshots.
 
 Periods are in UTC (docs/ARCHITECTURE.md, "Money"): a day starts at 00:00, an ISO week
-on Monday 00:00, a calendar month on the 1st at 00:00. A budget "resets"
-simply because a new period starts: spending is summed from ``UsageLog.cost``
-over ``[period_start, period_end)``, so nothing needs to be zeroed.
+on Monday 00:00, a calendar month on the 1st at 00:00. Spending is a counter
+per subject and period (``BudgetSpend``), moved at settlement in the same
+transaction as the charge (billing/rollups.py); a budget "resets" simply
+because a new period starts with a new counter, so nothing is zeroed.
+
+A team's spending is what was charged to the team: requests its members
+made while they were members. A member who leaves takes nothing of it with
+them; one who joins brings nothing in.
 """
 
 from __future__ import annotations
@@ -11,9 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from django.db.models import Sum
-
-from billing.models import Team, UsageLog, User
+from billing.models import BudgetSpend, Team, User
 from relay.periods import period_bounds
 
 
@@ -40,13 +43,20 @@ def _bounds(period: str, now: datetime) -> tuple[datetime, datetime]:
 
 
 def spent_in_period(subject: User | Team, now: datetime) -> int:
-    """µUSD charged to a user (or to a team's current members) in the
-    subject's budget period containing ``now``: the sum of ``UsageLog.cost``
-    with ``period_start <= created_at < period_end``."""
-    start, end = period_start(subject.budget_period, now), period_end(subject.budget_period, now)
-    rows = UsageLog.objects.filter(created_at__gte=start, created_at__lt=end)
-    rows = rows.filter(user=subject) if isinstance(subject, User) else rows.filter(user__team=subject)
-    return rows.aggregate(total=Sum("cost"))["total"] or 0
+    """µUSD charged to a user (or to a team: while its members were members)
+    in the subject's budget period containing ``now``: its counter."""
+    kind = BudgetSpend.Subject.USER if isinstance(subject, User) else BudgetSpend.Subject.TEAM
+    return spent(kind, subject.pk, subject.budget_period, period_start(subject.budget_period, now))
+
+
+def spent(kind: str, subject_id: int, period: str, start: datetime) -> int:
+    """The counter of one subject and period (0 if nothing was charged)."""
+    value = (
+        BudgetSpend.objects.filter(subject=kind, subject_id=subject_id, period=period, start=start)
+        .values_list("spent", flat=True)
+        .first()
+    )
+    return value or 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,8 +10,10 @@ from django.core.validators import MinValueValidator
 
 # Aliased: `models` is also a field name (the models a channel or token allows).
 from django.db import models as dj
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce
 
-from billing.querysets import RedemptionCodeQuerySet, TokenQuerySet, UsageLogQuerySet
+from billing.querysets import RedemptionCodeQuerySet, TokenQuerySet, UsageLogQuerySet, UsageRollupQuerySet
 from core.roles import Role as UserRole
 
 DEFAULT_GROUP = "default"
@@ -180,7 +182,22 @@ class LedgerEntry(dj.Model):
     kind = dj.CharField(max_length=16, choices=Kind.choices)
     amount = dj.BigIntegerField(help_text="µUSD; negative for charges.")
     balance_after = dj.BigIntegerField()
-    usage = dj.OneToOneField("UsageLog", on_delete=dj.PROTECT, null=True, blank=True, related_name="ledger_entry")
+    # Charges settled since rollups exist are one entry per settlement batch
+    # and user (the sum of that user's usage in the batch). Older charges are
+    # one per request and name their usage row, which retention may prune:
+    # no database constraint, so the entry stays as written.
+    batch = dj.ForeignKey(
+        "SettlementBatch", on_delete=dj.PROTECT, null=True, blank=True, related_name="charges", editable=False
+    )
+    usage = dj.OneToOneField(
+        "UsageLog",
+        on_delete=dj.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="ledger_entry",
+        editable=False,
+    )
     actor = dj.ForeignKey(User, on_delete=dj.PROTECT, null=True, blank=True, related_name="+")
     note = dj.CharField(max_length=255, blank=True)
     created_at = dj.DateTimeField(auto_now_add=True, db_index=True)
@@ -198,13 +215,41 @@ class LedgerEntry(dj.Model):
         super().save(*args, **kwargs)
 
 
+class SettlementBatch(dj.Model):
+    """One settlement (billing.usage_sink.apply_usage): the usage rows it wrote,
+    charged as one ledger entry per user, and rolled up in the same transaction."""
+
+    created_at = dj.DateTimeField(db_index=True)
+    requests = dj.PositiveIntegerField(default=0)
+    cost = dj.BigIntegerField(default=0, help_text="µUSD charged")
+    backfill = dj.BooleanField(
+        default=False,
+        help_text="Rows settled before rollups existed, rolled up by backfill_history; charged per request.",
+    )
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "settlement batches"
+
+    def __str__(self) -> str:
+        return f"batch #{self.pk}"
+
+
 class UsageLog(dj.Model):
-    """One row per request that reached an upstream."""
+    """One row per request that reached an upstream. Pruned after the
+    retention (billing.prune_usage_logs); its rollups and charges stay."""
 
     request_id = dj.CharField(max_length=64, unique=True)
     created_at = dj.DateTimeField(db_index=True)
     user = dj.ForeignKey(User, on_delete=dj.PROTECT, related_name="usage")
+    # The team charged: the user's when the request was made (budgets and
+    # team views count usage "while a member"). Teams may be deleted.
+    team = dj.ForeignKey(
+        Team, on_delete=dj.DO_NOTHING, db_constraint=False, null=True, blank=True, related_name="usage", db_index=False
+    )
     token = dj.ForeignKey(Token, on_delete=dj.PROTECT, null=True, blank=True, related_name="usage")
+    # Empty: settled before rollups existed and not yet back-filled.
+    batch = dj.ForeignKey(SettlementBatch, on_delete=dj.PROTECT, null=True, blank=True, related_name="usage")
     endpoint = dj.CharField(max_length=64)
     model = dj.CharField(max_length=128, db_index=True)
     upstream_model = dj.CharField(max_length=128, blank=True)
@@ -236,6 +281,127 @@ class UsageLog(dj.Model):
 
     def __str__(self) -> str:
         return f"{self.request_id} {self.model}"
+
+
+# Upper bounds (ms) of the latency histogram's buckets; a last bucket takes the rest.
+LATENCY_BOUNDS_MS = (100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000)
+LATENCY_BUCKETS = (*(f"latency_le_{b}" for b in LATENCY_BOUNDS_MS), f"latency_gt_{LATENCY_BOUNDS_MS[-1]}")
+
+
+def _count() -> dj.BigIntegerField:
+    return dj.BigIntegerField(default=0)
+
+
+class UsageRollup(dj.Model):
+    """Usage per hour (and per day) by user, team, token, model, channel and
+    key, added to in the same transaction as the usage rows it counts
+    (billing/rollups.py). Totals and charts read these, never raw rows, so
+    their cost grows with the combinations used, not with requests.
+
+    Dimensions name rows without database constraints: the rows outlive the
+    raw usage, and a deleted team's rows keep its id."""
+
+    class Span(dj.TextChoices):
+        HOUR = "hour"
+        DAY = "day"
+
+    span = dj.CharField(max_length=4, choices=Span.choices)
+    start = dj.DateTimeField(help_text="UTC; the hour or the day starting then.")
+    user = dj.ForeignKey(User, on_delete=dj.PROTECT, db_constraint=False, related_name="rollups")
+    team = dj.ForeignKey(
+        Team, on_delete=dj.DO_NOTHING, db_constraint=False, null=True, blank=True, related_name="rollups"
+    )
+    token = dj.ForeignKey(
+        Token, on_delete=dj.PROTECT, db_constraint=False, null=True, blank=True, related_name="rollups"
+    )
+    model = dj.CharField(max_length=128)
+    channel = dj.ForeignKey(
+        "channels_app.Channel", on_delete=dj.PROTECT, db_constraint=False, null=True, blank=True, related_name="rollups"
+    )
+    key = dj.ForeignKey(
+        "channels_app.ChannelKey",
+        on_delete=dj.PROTECT,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="rollups",
+    )
+    requests = _count()
+    errors = dj.BigIntegerField(default=0, help_text="Requests answered with a status of 400 or more.")
+    prompt_tokens = _count()
+    completion_tokens = _count()
+    cached_tokens = _count()
+    cost = dj.BigIntegerField(default=0, help_text="µUSD charged")
+    latency_ms = dj.BigIntegerField(default=0, help_text="Sum of the requests' latencies.")
+    # Requests per latency bucket (not cumulative): ≤ 100 ms, ≤ 250 ms, … > 60 s.
+    latency_le_100 = _count()
+    latency_le_250 = _count()
+    latency_le_500 = _count()
+    latency_le_1000 = _count()
+    latency_le_2500 = _count()
+    latency_le_5000 = _count()
+    latency_le_10000 = _count()
+    latency_le_30000 = _count()
+    latency_le_60000 = _count()
+    latency_gt_60000 = _count()
+
+    objects = UsageRollupQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            # Absent dimensions count as 0, so ON CONFLICT finds their row
+            # (NULLs are never equal in a unique index).
+            dj.UniqueConstraint(
+                F("span"),
+                F("start"),
+                F("user"),
+                Coalesce(F("team"), Value(0)),
+                Coalesce(F("token"), Value(0)),
+                F("model"),
+                Coalesce(F("channel"), Value(0)),
+                Coalesce(F("key"), Value(0)),
+                name="usagerollup_bucket",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.span} {self.start:%Y-%m-%d %H:00} {self.model}"
+
+
+class BudgetSpend(dj.Model):
+    """µUSD charged to a user or a team in one budget period, moved at
+    settlement in the same transaction as the charge. Kept for every period
+    kind (day, week, month), so a budget set or changed mid-period counts
+    what was already spent."""
+
+    class Subject(dj.TextChoices):
+        USER = "user"
+        TEAM = "team"
+
+    subject = dj.CharField(max_length=4, choices=Subject.choices)
+    subject_id = dj.BigIntegerField()
+    period = dj.CharField(max_length=8, choices=BudgetPeriod.choices)
+    start = dj.DateTimeField(help_text="UTC start of the period.")
+    spent = dj.BigIntegerField(default=0, help_text="µUSD")
+
+    class Meta:
+        constraints = [
+            dj.UniqueConstraint(fields=["subject", "subject_id", "period", "start"], name="budgetspend_period")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject} #{self.subject_id} {self.period} from {self.start:%Y-%m-%d}: {self.spent} µUSD"
+
+
+class HistoryState(dj.Model):
+    """One row: how far raw usage rows reach back (retention prunes before it)."""
+
+    pruned_before = dj.DateTimeField(
+        null=True, blank=True, help_text="Raw usage rows before this instant may be gone; rollups have them."
+    )
+
+    def __str__(self) -> str:
+        return f"pruned before {self.pruned_before}"
 
 
 class RedemptionCode(dj.Model):
@@ -280,9 +446,27 @@ class ReconcileReport(dj.Model):
     drift = dj.JSONField(
         default=list, blank=True, help_text="[{user_id, username, balance, ledger_sum, drift}] in µUSD."
     )
-    unbilled_usage = dj.PositiveIntegerField(default=0, help_text="Usage rows with a cost but no ledger entry.")
-    mismatched_charges = dj.PositiveIntegerField(
-        default=0, help_text="Charges whose amount is not minus their usage row's cost."
+    usage_drifted_users = dj.PositiveIntegerField(
+        default=0, help_text="Users whose charges in the ledger differ from their settled usage."
+    )
+    usage_drift = dj.JSONField(
+        default=list, blank=True, help_text="[{user_id, username, charged, settled, drift}] in µUSD; not auto-fixed."
+    )
+    hours_checked = dj.PositiveIntegerField(default=0, help_text="Hours of rollups compared with their raw rows.")
+    rollup_drifted_hours = dj.PositiveIntegerField(
+        default=0, help_text="Hours and days whose rollups differ from what they summarise (raw rows; hours)."
+    )
+    rollup_drift = dj.JSONField(default=list, blank=True, help_text="[{start, rollups, rows}]; not auto-fixed.")
+    budget_drifted = dj.PositiveIntegerField(
+        default=0, help_text="Budget counters of the current periods that differed from the rollups."
+    )
+    budget_drift = dj.JSONField(
+        default=list,
+        blank=True,
+        help_text="[{subject, subject_id, period, start, counter, rollups}]; set to the rollups.",
+    )
+    unrolled_usage = dj.PositiveIntegerField(
+        default=0, help_text="Usage rows settled before rollups existed and not yet back-filled (backfill_history)."
     )
     mirrors_checked = dj.PositiveIntegerField(default=0)
     stale_holds_released = dj.PositiveIntegerField(
@@ -301,4 +485,4 @@ class ReconcileReport(dj.Model):
 
     @property
     def is_clean(self) -> bool:
-        return not (self.drifted_users or self.unbilled_usage or self.mismatched_charges)
+        return not (self.drifted_users or self.usage_drifted_users or self.rollup_drifted_hours or self.budget_drifted)

@@ -6,8 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import models
-from django.db.models import Count, Q, Sum
-from django.db.models.functions import Coalesce
+from django.db.models import Q
 
 
 class TokenQuerySet(models.QuerySet):
@@ -15,56 +14,23 @@ class TokenQuerySet(models.QuerySet):
         return self.filter(deleted_at__isnull=True)
 
 
-TOTAL_FIELDS = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "cost")
-
-# group_by value → (the column grouped on, the column that names the group)
-SUMMARY_GROUPS: dict[str, tuple[str, str | None]] = {
-    "user": ("user_id", "user__username"),
-    "team": ("user__team_id", "user__team__name"),
-    "token": ("token_id", "token__name"),
-    "model": ("model", None),
-    "channel": ("channel_id", "channel__name"),
-}
-
-
-class UsageLogQuerySet(models.QuerySet):
-    def visible_to(self, user) -> UsageLogQuerySet:
+class VisibleUsage(models.QuerySet):
+    def visible_to(self, user) -> Any:
+        """Operators see everything, team admins what was charged to their
+        team (requests made while a member), members their own."""
         if user.is_operator:
             return self
         if user.is_team_admin and user.team_id:
-            return self.filter(user__team_id=user.team_id)
+            return self.filter(team_id=user.team_id)
         return self.filter(user=user)
 
-    def totals(self) -> dict[str, int]:
-        """requests, prompt/completion/cached tokens and cost (µUSD) of these rows."""
-        return self.aggregate(**_totals())
 
-    def summary(self, group_by: str) -> list[dict[str, Any]]:
-        """Totals per user, team, token, model or channel, biggest cost first.
-        Each row: ``key`` (id, or the model name), ``name`` and the totals.
-        Teams are the users' teams now, not when the request was made."""
-        key, label = SUMMARY_GROUPS[group_by]
-        columns = [key] if label is None else [key, label]
-        rows = self.order_by().values(*columns).annotate(**_totals()).order_by("-cost", key)
-        return [
-            {
-                "key": row[key],
-                "name": row[label] if label is not None else row[key],
-                **{name: row[name] for name in TOTAL_FIELDS},
-            }
-            for row in rows
-        ]
+class UsageLogQuerySet(VisibleUsage):
+    pass
 
 
-def _totals() -> dict[str, Any]:
-    # Built per query: aggregate expressions are not shared between querysets.
-    return {
-        "requests": Count("id"),
-        "prompt_tokens": Coalesce(Sum("prompt_tokens"), 0),
-        "completion_tokens": Coalesce(Sum("completion_tokens"), 0),
-        "cached_tokens": Coalesce(Sum("cached_tokens"), 0),
-        "cost": Coalesce(Sum("cost"), 0),
-    }
+class UsageRollupQuerySet(VisibleUsage):
+    pass
 
 
 class RedemptionCodeQuerySet(models.QuerySet):

@@ -10,17 +10,34 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F, Sum
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Sum
+from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from billing.models import Group, LedgerEntry, ReconcileReport, RedemptionCode, Team, Token, UsageLog, User
+from billing import history, rollups
+from billing.models import (
+    BudgetPeriod,
+    BudgetSpend,
+    Group,
+    HistoryState,
+    LedgerEntry,
+    ReconcileReport,
+    RedemptionCode,
+    SettlementBatch,
+    Team,
+    Token,
+    UsageLog,
+    User,
+)
 from billing.money import to_usd
 from billing.usage_sink import apply_usage
 from core.services import bump_config_version
@@ -240,8 +257,9 @@ def create_token(
 
 
 def delete_token(token: Token) -> None:
-    """A used token is disabled and hidden so usage history keeps pointing at it."""
-    if token.usage.exists():
+    """A used token is disabled and hidden so usage history keeps pointing at
+    it (the rollups, after retention pruned its raw rows)."""
+    if token.rollups.exists() or token.usage.exists():
         token.status = Token.Status.DISABLED
         token.deleted_at = timezone.now()
         token.save(update_fields=["status", "deleted_at"])
@@ -334,19 +352,27 @@ class _MirrorFindings:
 
 def reconcile(*, stale_hold_seconds: int = STALE_HOLD_SECONDS, now: datetime | None = None) -> ReconcileReport:
     """Prove balance = ledger sum = settled usage, fix what is not, and record
-    it in a ReconcileReport.
+    it in a ReconcileReport. It holds after retention pruned the raw rows:
+    settled usage is the rollups, and the rollups are proven against the raw
+    rows while those exist.
 
     1. Each user's balance column is compared with the sum of their ledger;
        a difference is re-checked under the user's row lock and the column is
        set to the sum (the ledger is the truth; no entry is written).
-    2. Usage rows with a cost but no charge, and charges that differ from
-       their usage row's cost, are counted (never expected; not auto-fixed).
-    3. Service mode: holds older than ``stale_hold_seconds`` that never
+    2. Each user's charges are compared with their settled usage (the day
+       rollups, and rows not yet back-filled): never expected, not auto-fixed.
+    3. The hours whose rollups changed since the previous run (the last day
+       on a first run) are compared with their raw rows, and their days with
+       the sum of their hours: never expected, not auto-fixed.
+    4. The budget counters of the current day, week and month are compared
+       with the rollups and corrected to them.
+    5. Service mode: holds older than ``stale_hold_seconds`` that never
        settled (their relay process died) are given back exactly, from the
        relay's hold registry; then mirrors that still disagree with the
        database are re-synced — see ``_resync_mirrors``.
     """
     now = now or timezone.now()
+    previous = ReconcileReport.objects.order_by("-id").values_list("created_at", flat=True).first()
     report = ReconcileReport(service_mode=bool(settings.REDIS_URL))
     per_user = LedgerEntry.objects.order_by().values("user").annotate(total=Sum("amount"))
     sums = dict(per_user.values_list("user", "total"))
@@ -359,12 +385,10 @@ def reconcile(*, stale_hold_seconds: int = STALE_HOLD_SECONDS, now: datetime | N
                 drift.append(fixed)
     report.drifted_users = len(drift)
     report.drift = drift[:_REPORTED_DRIFTS]
-    report.unbilled_usage = UsageLog.objects.filter(cost__gt=0, ledger_entry__isnull=True).count()
-    report.mismatched_charges = (
-        LedgerEntry.objects.filter(kind=LedgerEntry.Kind.CHARGE, usage__isnull=False)
-        .exclude(amount=-F("usage__cost"))
-        .count()
-    )
+    _check_usage(report)
+    _check_rollups(report, since=(previous - ROLLUP_CHECK_MARGIN) if previous else timezone.now() - timedelta(days=1))
+    _check_budget_counters(report, now)
+    report.unrolled_usage = UsageLog.objects.filter(batch__isnull=True).count()
     if settings.REDIS_URL:
         from billing import mirror
 
@@ -373,22 +397,86 @@ def reconcile(*, stale_hold_seconds: int = STALE_HOLD_SECONDS, now: datetime | N
         report.mirrors_checked, report.mirrors_pending = found.checked, found.pending
         report.mirrors_released = found.released
     report.save()
+    if drift or report.budget_drifted:
+        bump_config_version()  # embedded relays reload the corrected balances and counters
     if drift:
-        bump_config_version()  # embedded relays reload the corrected balances
         log.warning(
             "reconcile #%s: %d balance(s) differed from their ledger and were fixed: %s",
             report.pk,
             len(drift),
             ", ".join(f"user {d['user_id']} {to_usd(d['drift'])} USD" for d in drift[:20]),
         )
-    if report.unbilled_usage or report.mismatched_charges:
+    if report.usage_drifted_users or report.rollup_drifted_hours:
         log.error(
-            "reconcile #%s: %d usage row(s) without a charge, %d charge(s) unlike their usage cost",
+            "reconcile #%s: %d user(s) charged unlike their settled usage, %d hour(s) of rollups unlike their rows",
             report.pk,
-            report.unbilled_usage,
-            report.mismatched_charges,
+            report.usage_drifted_users,
+            report.rollup_drifted_hours,
+        )
+    if report.budget_drifted:
+        log.warning("reconcile #%s: %d budget counter(s) set to the rollups", report.pk, report.budget_drifted)
+    if report.unrolled_usage:
+        log.warning(
+            "reconcile #%s: %d usage row(s) are not rolled up yet: run `manage.py backfill_history`",
+            report.pk,
+            report.unrolled_usage,
         )
     return report
+
+
+# Rollups a settlement touched just before the previous run may commit just
+# after it: the hours checked reach back this much further.
+ROLLUP_CHECK_MARGIN = timedelta(minutes=5)
+
+
+def _check_usage(report: ReconcileReport) -> None:
+    found = rollups.usage_drift()
+    names = dict(User.objects.filter(pk__in=[user for user, _, _ in found]).values_list("pk", "username"))
+    report.usage_drifted_users = len(found)
+    report.usage_drift = [
+        {"user_id": user, "username": names.get(user, ""), "charged": charged, "settled": settled,
+         "drift": charged - settled}
+        for user, charged, settled in found[:_REPORTED_DRIFTS]
+    ]  # fmt: skip
+
+
+def _check_rollups(report: ReconcileReport, *, since: datetime) -> None:
+    """Compare the hours that settlement batches since ``since`` wrote to
+    (and whose raw rows are kept) with their rows, and their days with the
+    sum of their hours."""
+    written = UsageLog.objects.filter(batch__created_at__gte=since, batch__backfill=False)
+    raw_from = history.pruned_before()
+    if raw_from is not None:
+        written = written.filter(created_at__gte=raw_from)
+    hours = sorted(set(written.annotate(hour=TruncHour("created_at", tzinfo=UTC)).values_list("hour", flat=True)))
+    found: list[dict[str, Any]] = []
+    for hour in hours:
+        found += rollups.hour_drift(hour)
+    for day in sorted({hour.replace(hour=0) for hour in hours}):
+        found += rollups.day_drift(day)
+    report.hours_checked = len(hours)
+    report.rollup_drifted_hours = len({(d["span"], d["start"]) for d in found})
+    report.rollup_drift = found[:_REPORTED_DRIFTS]
+
+
+def _check_budget_counters(report: ReconcileReport, now: datetime) -> None:
+    """Set the counters of the current periods that differ from the rollups
+    to the rollups (by the difference seen, so settlement meanwhile is kept)."""
+    from relay.periods import PERIODS, period_bounds
+
+    fixed: list[dict[str, Any]] = []
+    for period in PERIODS:
+        start, end = (datetime.fromtimestamp(t, UTC) for t in period_bounds(period, now.timestamp()))
+        for subject in BudgetSpend.Subject.values:
+            for subject_id, counter, rolled in rollups.counter_drift(subject, period, start, end):
+                with transaction.atomic():
+                    rollups.move_counter(subject, subject_id, period, start, rolled - counter)
+                fixed.append(
+                    {"subject": subject, "subject_id": subject_id, "period": period, "start": start.isoformat(),
+                     "counter": counter, "rollups": rolled}
+                )  # fmt: skip
+    report.budget_drifted = len(fixed)
+    report.budget_drift = fixed[:_REPORTED_DRIFTS]
 
 
 @transaction.atomic
@@ -470,29 +558,114 @@ def _resync_mirrors(now: datetime, stale_hold_seconds: int) -> _MirrorFindings:
     return found
 
 
-def prune_usage_logs(*, days: int = 90, now: datetime | None = None, batch: int = PRUNE_BATCH) -> int:
-    """Delete usage rows older than ``days`` that no ledger entry points at;
-    returns how many. Rows are deleted by id in batches of at most ``batch``
-    (≤ 5,000), one short transaction each, so the table is never locked long.
+def prune_usage_logs(
+    *,
+    days: int | None = None,
+    now: datetime | None = None,
+    batch: int = PRUNE_BATCH,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Delete the raw usage rows older than ``days`` (default:
+    ONEPROXY_USAGE_RETENTION_DAYS); returns how many. What stays is the
+    evidence: the rollups (settled with the rows, in the same transaction)
+    and the ledger's charges, one per settlement batch and user. Rows not
+    rolled up yet (settled before rollups existed; backfill_history rolls
+    them up) are kept until they are.
 
-    Charged rows (cost > 0) are kept: each is the evidence of a ledger charge
-    (the ledger links to it and is append-only), and reconciliation proves
-    balance = ledger = settled usage from them. What goes is the rest: errors
-    before any output, refunded and free (local-model) requests.
+    The cutoff is a whole hour, recorded first (``HistoryState``), so totals
+    never read a half-pruned hour from raw rows. Rows are deleted by id in
+    batches of at most ``batch`` (≤ 5,000), one short transaction each, so
+    the table is never locked long; ``progress`` is called with the running
+    count. On PostgreSQL a plain VACUUM of the table follows (it blocks no
+    reads or writes), so the space is reused at once rather than when
+    autovacuum's threshold of dead rows is reached.
     """
+    days = settings.ONEPROXY_USAGE_RETENTION_DAYS if days is None else days
     if days < 1:
         raise ValueError("retention must be at least one day")
     batch = min(batch, PRUNE_BATCH)
-    cutoff = (now or timezone.now()) - timedelta(days=days)
-    candidates = UsageLog.objects.filter(created_at__lt=cutoff, ledger_entry__isnull=True)
+    cutoff = ((now or timezone.now()) - timedelta(days=days)).replace(minute=0, second=0, microsecond=0)
+    with transaction.atomic():
+        state, _ = HistoryState.objects.select_for_update().get_or_create(pk=1)
+        if state.pruned_before is None or state.pruned_before < cutoff:
+            state.pruned_before = cutoff
+            state.save(update_fields=["pruned_before"])
+    candidates = UsageLog.objects.filter(created_at__lt=cutoff, batch__isnull=False)
     deleted = 0
     while True:
         ids = list(candidates.order_by("pk").values_list("pk", flat=True)[:batch])
         if not ids:
-            return deleted
+            break
         with transaction.atomic():
-            # Re-filtered inside the transaction: a row linked meanwhile stays.
-            count, _ = UsageLog.objects.filter(pk__in=ids, ledger_entry__isnull=True).delete()
+            count, _ = UsageLog.objects.filter(pk__in=ids).delete()
         deleted += count
+        if progress is not None:
+            progress(deleted)
         if len(ids) < batch:
-            return deleted
+            break
+    _forget_old_counters(cutoff)
+    if deleted and connection.vendor == "postgresql" and not connection.in_atomic_block:
+        with connection.cursor() as cursor:
+            cursor.execute(f"VACUUM {UsageLog._meta.db_table}")
+    return deleted
+
+
+def _forget_old_counters(cutoff: datetime) -> None:
+    """Budget counters of periods that ended before ``cutoff``: enforcement
+    reads only current periods, and the rollups keep what they counted.
+    Never a current period's (a cutoff given in the future)."""
+    from relay.periods import period_bounds
+
+    now = time.time()
+    for period in BudgetPeriod.values:
+        # The start of the period that contains the cutoff: earlier ones have ended.
+        start = min(period_bounds(period, cutoff.timestamp())[0], period_bounds(period, now)[0])
+        BudgetSpend.objects.filter(period=period, start__lt=datetime.fromtimestamp(start, UTC)).delete()
+
+
+BACKFILL_CHUNK = 5_000
+
+
+def history_to_backfill() -> bool:
+    """Are there usage rows settled before rollups existed, not rolled up yet?"""
+    return UsageLog.objects.filter(batch__isnull=True).exists()
+
+
+def backfill_history(*, chunk: int = BACKFILL_CHUNK, progress: Callable[[int, int], None] | None = None) -> int:
+    """Roll up the usage rows settled before rollups existed (an upgraded
+    database); returns how many. Each chunk, in one transaction: its rows
+    get their team (the user's team now: the best there is for them) and a
+    settlement batch marked ``backfill`` (their charges stay the per-request
+    entries they have), and are added to the rollups and budget counters.
+    Resumable and idempotent: a row with a batch is never counted again, and
+    an interrupted run leaves whole chunks done. ``progress(done, total)``
+    after each chunk."""
+    pending = UsageLog.objects.filter(batch__isnull=True)
+    total = pending.count()
+    done = 0
+    while True:
+        with transaction.atomic():
+            # One back-fill at a time: two would count the same rows.
+            HistoryState.objects.get_or_create(pk=1)
+            HistoryState.objects.select_for_update().get(pk=1)
+            rows = list(
+                pending.order_by("pk").values_list(
+                    "pk", "created_at", "user_id", "user__team_id", "token_id", "model", "channel_id", "key_id",
+                    "prompt_tokens", "completion_tokens", "cached_tokens", "cost", "status", "latency_ms",
+                )[:chunk]
+            )  # fmt: skip
+            if not rows:
+                return done
+            now = timezone.now()
+            batch = SettlementBatch.objects.create(
+                created_at=now, requests=len(rows), cost=sum(row[11] for row in rows), backfill=True
+            )
+            by_team: dict[int | None, list[int]] = {}
+            for row in rows:
+                by_team.setdefault(row[3], []).append(row[0])
+            for team_id, ids in by_team.items():
+                UsageLog.objects.filter(pk__in=ids).update(batch=batch, team_id=team_id)
+            rollups.add([(row[1].timestamp(), *row[2:]) for row in rows])
+        done += len(rows)
+        if progress is not None:
+            progress(done, max(total, done))

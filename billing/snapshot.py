@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+from datetime import UTC, datetime
 from decimal import Decimal
 
-from billing.models import ModelPrice, Token, User
+from billing import budgets
+from billing.models import BudgetSpend, ModelPrice, Token, User
+from relay.periods import period_bounds
 from relay.snapshot import PriceSnap, TokenSnap, UserSnap
 
 
@@ -66,36 +69,35 @@ def load_users() -> dict[int, UserSnap]:
 
 
 def load_budget_spent(users: dict[int, UserSnap], now: float) -> tuple[dict[tuple[str, int], int], float]:
-    """Spending in the current period of every user and team with a budget,
-    and the earliest end of those periods (when the relay must reload)."""
-    from relay.periods import period_bounds
-
-    subjects: dict[tuple[str, int], str] = {}
+    """Spending in the current period of every user and team with a budget
+    (their counters: billing/budgets.py), and the earliest end of those
+    periods (when the relay must reload)."""
+    wanted: dict[tuple[str, str], set[int]] = {}  # (subject, period) → ids
     for u in users.values():
         if u.budget is not None:
-            subjects[("user", u.id)] = u.budget_period
+            wanted.setdefault(("user", u.budget_period), set()).add(u.id)
         if u.team_id is not None and u.team_budget is not None:
-            subjects[("team", u.team_id)] = u.team_budget_period
+            wanted.setdefault(("team", u.team_budget_period), set()).add(u.team_id)
     spent: dict[tuple[str, int], int] = {}
     next_end = float("inf")
-    for (kind, subject_id), period in subjects.items():
-        next_end = min(next_end, period_bounds(period, now)[1])
-        spent[(kind, subject_id)] = spent_in_current_period(kind, subject_id, period, now)
+    for (kind, period), ids in wanted.items():
+        start, end = period_bounds(period, now)
+        next_end = min(next_end, end)
+        for subject_id in ids:
+            spent[(kind, subject_id)] = 0
+        chosen = sorted(ids)
+        current = BudgetSpend.objects.filter(subject=kind, period=period, start=datetime.fromtimestamp(start, UTC))
+        for i in range(0, len(chosen), 500):
+            counters = current.filter(subject_id__in=chosen[i : i + 500])
+            for subject_id, value in counters.values_list("subject_id", "spent"):
+                spent[(kind, subject_id)] = value
     return spent, next_end
 
 
 def spent_in_current_period(kind: str, subject_id: int, period: str, now: float) -> int:
-    from datetime import UTC, datetime
-
-    from django.db.models import Sum
-
-    from billing.models import UsageLog
-    from relay.periods import period_bounds
-
+    """One subject's counter for its current period (seeds the relay's Redis allowance)."""
     start, _ = period_bounds(period, now)
-    rows = UsageLog.objects.filter(created_at__gte=datetime.fromtimestamp(start, UTC))
-    rows = rows.filter(user_id=subject_id) if kind == "user" else rows.filter(user__team_id=subject_id)
-    return rows.aggregate(total=Sum("cost"))["total"] or 0
+    return budgets.spent(kind, subject_id, period, datetime.fromtimestamp(start, UTC))
 
 
 def load_prices() -> dict[tuple[str, str], PriceSnap]:

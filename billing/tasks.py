@@ -24,6 +24,7 @@ def reconcile(stale_hold_seconds: int = services.STALE_HOLD_SECONDS) -> int:
 
 
 @shared_task(name="billing.prune_usage_logs")
-def prune_usage_logs(days: int = 90) -> int:
-    """Delete unbilled usage rows older than ``days``; returns how many."""
+def prune_usage_logs(days: int | None = None) -> int:
+    """Delete rolled-up usage rows older than ``days`` (default:
+    ONEPROXY_USAGE_RETENTION_DAYS); returns how many."""
     return services.prune_usage_logs(days=days)

@@ -3,97 +3,94 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import DateTimeField, DecimalField, Field
 
-from billing.models import LedgerEntry, Token, UsageLog, User
-from relay.ports import Settled, UsageEvent
+from billing import rollups
+from billing.bulk import insert_many, insert_returning_id, select_in
+from billing.models import LedgerEntry, SettlementBatch, Token, UsageLog, User
+from relay.ports import TEAM_OF_USER, Settled, UsageEvent
 
 
 @transaction.atomic
 def apply_usage(events: list[UsageEvent]) -> Settled:
-    """Write a batch in one transaction. Idempotent: an event whose request id
-    is already logged is skipped, so a redelivered event is charged once.
+    """Write a batch in one transaction: the usage rows, one charge per user
+    (the sum of their batch, pointing at it), balances, token spending, and
+    the rollups and budget counters that count the rows (billing/rollups.py).
+    Idempotent: an event whose request id is already logged is skipped, so a
+    redelivered event is charged once.
 
-    Plain ``executemany`` INSERTs and UPDATEs rather than ORM model instances:
-    this runs for every request, and building model objects was measured as
-    the largest single cost of the relay process (docs/BENCHMARKS.md).
+    Plain ``executemany`` statements rather than ORM model instances
+    (billing/bulk.py): this runs for every request.
     """
-    seen = _select_in(UsageLog, "request_id", "id", [e.request_id for e in events])
+    if not events:
+        return Settled()
+    # Lock the users first, in a fixed order, so concurrent writers cannot
+    # deadlock and a writer that waited sees what the other one wrote.
+    user_ids = sorted({e.user_id for e in events})
+    balances = select_in(User, "id", "balance", user_ids, lock=True)
+    seen = select_in(UsageLog, "request_id", "id", [e.request_id for e in events])
     fresh: dict[str, UsageEvent] = {}
     for event in events:
         if event.request_id not in seen:
             fresh.setdefault(event.request_id, event)
     if not fresh:
         return Settled()
-    _insert_many(UsageLog, _LOG_FIELDS, [_log_values(e) for e in fresh.values()])
-    usage_ids = _select_in(UsageLog, "request_id", "id", list(fresh))
-    user_ids = sorted({e.user_id for e in fresh.values()})
-    # Lock the users in a fixed order so concurrent writers cannot deadlock.
-    balances = _select_in(User, "id", "balance", user_ids, lock=True)
-    entries = []
-    spent_by_token: dict[int, int] = {}
+    if any(e.team_id == TEAM_OF_USER for e in fresh.values()):
+        teams = select_in(User, "id", "team_id", user_ids)
+        for event in fresh.values():
+            if event.team_id == TEAM_OF_USER:
+                event.team_id = teams.get(event.user_id)
     now = datetime.now(UTC)
+    charged: dict[int, list[int]] = {}  # user → [µUSD, requests]
+    spent_by_token: dict[int, int] = {}
     for event in fresh.values():
         if not event.cost:
             continue
+        charge = charged.setdefault(event.user_id, [0, 0])
+        charge[0] += event.cost
+        charge[1] += 1
         if event.token_id is not None:
             spent_by_token[event.token_id] = spent_by_token.get(event.token_id, 0) + event.cost
-        balances[event.user_id] -= event.cost
-        entries.append(
-            (
-                event.user_id,
-                LedgerEntry.Kind.CHARGE.value,  # a plain str: sqlite3 binds no str subclass
-                -event.cost,
-                balances[event.user_id],
-                usage_ids[event.request_id],
-                event.model[:255],
-                now,
-            )
-        )
-    _insert_many(LedgerEntry, _ENTRY_FIELDS, entries)
+    total = sum(cost for cost, _ in charged.values())
+    batch = insert_returning_id(SettlementBatch, _BATCH_FIELDS, (now, len(fresh), total, False))
+    insert_many(UsageLog, _LOG_FIELDS, [_log_values(e, batch) for e in fresh.values()])
+    entries = []
+    for user_id, (cost, count) in sorted(charged.items()):
+        balances[user_id] -= cost
+        note = f"{count} request{'s' if count > 1 else ''} (batch #{batch})"
+        # A plain str kind: sqlite3 binds no str subclass.
+        entries.append((user_id, LedgerEntry.Kind.CHARGE.value, -cost, balances[user_id], batch, note, now))
+    insert_many(LedgerEntry, _ENTRY_FIELDS, entries)
     with connection.cursor() as cursor:
-        cursor.executemany(
-            f"UPDATE {User._meta.db_table} SET balance = %s WHERE id = %s",
-            [(balances[user_id], user_id) for user_id in user_ids],
-        )
+        if charged:
+            cursor.executemany(
+                f"UPDATE {User._meta.db_table} SET balance = %s WHERE id = %s",
+                [(balances[user_id], user_id) for user_id in sorted(charged)],
+            )
         if spent_by_token:
             last_used = Token._meta.get_field("last_used_at").get_db_prep_value(now, connection)
             cursor.executemany(
                 f"UPDATE {Token._meta.db_table} SET used = used + %s, last_used_at = %s WHERE id = %s",
                 [(spent, last_used, token_id) for token_id, spent in spent_by_token.items()],
             )
-    token_used = _select_in(Token, "id", "used", list(spent_by_token))
+    rollups.add([_rollup_values(e) for e in fresh.values()])
+    token_used = select_in(Token, "id", "used", list(spent_by_token))
     return Settled(balances=balances, token_used=token_used)
 
 
-def _select_in(model, key: str, value: str, keys: list, lock: bool = False) -> dict:  # type: ignore[no-untyped-def,type-arg]
-    """``key`` → ``value`` of the rows whose ``key`` is one of ``keys``. Plain
-    SQL: the ORM compiled a query per call (~1 ms of CPU a batch, more than
-    the rest of a small one) and prepared each of up to thousands of IN
-    parameters on its own. ``lock``: FOR UPDATE, in ``key`` order, where the
-    database has it."""
-    if not keys:
-        return {}
-    placeholders = ", ".join(["%s"] * len(keys))
-    tail = f" ORDER BY {key} FOR UPDATE" if lock and connection.features.has_select_for_update else ""
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {key}, {value} FROM {model._meta.db_table} WHERE {key} IN ({placeholders}){tail}", keys)
-        return dict(cursor.fetchall())
-
-
+_BATCH_FIELDS = ("created_at", "requests", "cost", "backfill")
 _LOG_FIELDS = (
     "request_id",
     "created_at",
     "user",
+    "team",
     "token",
+    "batch",
     "endpoint",
     "model",
     "upstream_model",
@@ -114,51 +111,7 @@ _LOG_FIELDS = (
     "stream",
     "error",
 )
-_ENTRY_FIELDS = ("user", "kind", "amount", "balance_after", "usage", "note", "created_at")
-
-
-def _insert_many(model, names: tuple[str, ...], rows: list[tuple]) -> None:  # type: ignore[no-untyped-def,type-arg]
-    """One INSERT statement run for every row. Only datetimes and decimals
-    need the backend's adaptation; ints, strings and booleans go as they are
-    (asking every field to prepare every value was itself a hot spot)."""
-    if not rows:
-        return
-    sql, converting = _insert_statement(model, names, connection.vendor)
-    prepared = []
-    for row in rows:
-        values = list(row)
-        for i, convert in converting:
-            if values[i] is not None:
-                values[i] = convert(values[i])
-        prepared.append(values)
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, prepared)
-
-
-@functools.lru_cache(maxsize=8)
-def _insert_statement(model, names: tuple[str, ...], vendor: str) -> tuple[str, list]:  # type: ignore[no-untyped-def,type-arg]
-    """The INSERT for these fields and the converters of the columns that need one."""
-    fields = [model._meta.get_field(name) for name in names]
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    placeholders = ", ".join(["%s"] * len(fields))
-    adapt = [_adapter(f) for f in fields]
-    converting = [(i, a) for i, a in enumerate(adapt) if a is not None]
-    return f"INSERT INTO {model._meta.db_table} ({columns}) VALUES ({placeholders})", converting
-
-
-def _adapter(field: Field[Any, Any]) -> Callable[[Any], Any] | None:
-    ops = connection.ops
-    if isinstance(field, DateTimeField):
-        # SQLite stores naive UTC text; the relay's datetimes are UTC already,
-        # so this is what Django's adapter returns, without its checks per row.
-        return _sqlite_datetime if connection.vendor == "sqlite" else ops.adapt_datetimefield_value
-    if isinstance(field, DecimalField):
-        return lambda v: ops.adapt_decimalfield_value(v, field.max_digits, field.decimal_places)
-    return None
-
-
-def _sqlite_datetime(value: datetime) -> str:
-    return str(value.astimezone(UTC).replace(tzinfo=None))
+_ENTRY_FIELDS = ("user", "kind", "amount", "balance_after", "batch", "note", "created_at")
 
 
 @functools.lru_cache(maxsize=256)
@@ -173,13 +126,15 @@ def current_balances(user_ids: list[int], token_ids: list[int]) -> Settled:
     )
 
 
-def _log_values(e: UsageEvent) -> tuple:  # type: ignore[type-arg]
+def _log_values(e: UsageEvent, batch: int) -> tuple:  # type: ignore[type-arg]
     """A usage row's values, in the order of _LOG_FIELDS."""
     return (
         e.request_id,
         datetime.fromtimestamp(e.created_at, UTC),
         e.user_id,
+        e.team_id,
         e.token_id,
+        batch,
         e.endpoint,
         e.model[:128],
         e.upstream_model[:128],
@@ -200,6 +155,14 @@ def _log_values(e: UsageEvent) -> tuple:  # type: ignore[type-arg]
         e.stream,
         e.error,
     )
+
+
+def _rollup_values(e: UsageEvent) -> rollups.Request:
+    usage = e.usage
+    return (
+        e.created_at, e.user_id, e.team_id, e.token_id, e.model[:128], e.channel_id, e.key_id,
+        usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, e.cost, e.status, e.latency_ms,
+    )  # fmt: skip
 
 
 def journal_dir() -> Path:

@@ -70,8 +70,9 @@ def set_key_state(key: ChannelKey, state: str, reason: str = "") -> ChannelKey:
 
 
 def delete_channel(channel: Channel) -> None:
-    """A channel with usage is disabled and hidden, so history keeps pointing at it."""
-    if channel.usage.exists():
+    """A channel with usage is disabled and hidden, so history keeps pointing
+    at it (its rollups outlive the raw usage rows retention prunes)."""
+    if channel.rollups.exists() or channel.usage.exists():
         channel.status = Channel.Status.DISABLED
         channel.deleted_at = timezone.now()
         channel.save(update_fields=["status", "deleted_at", "updated_at"])
@@ -80,7 +81,7 @@ def delete_channel(channel: Channel) -> None:
 
 
 def delete_key(key: ChannelKey) -> None:
-    if key.usage.exists():
+    if key.rollups.exists() or key.usage.exists():
         key.state = ChannelKey.State.MANUAL_DISABLED
         key.deleted_at = timezone.now()
         key.save(update_fields=["state", "deleted_at"])

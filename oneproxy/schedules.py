@@ -8,7 +8,8 @@ import json
 DEFAULT_SCHEDULES: dict[str, tuple[str, int, dict]] = {
     "billing: settle stranded usage": ("billing.settle_usage", 60, {}),
     "billing: reconcile balances": ("billing.reconcile", 300, {}),
-    "billing: prune usage logs": ("billing.prune_usage_logs", 86_400, {"days": 90}),
+    # No days: ONEPROXY_USAGE_RETENTION_DAYS applies (a days argument overrides it).
+    "billing: prune usage logs": ("billing.prune_usage_logs", 86_400, {}),
     # Every minute: only keys whose channel's probe interval has passed are probed.
     "channels: probe due keys": ("channels_app.probe_keys", 60, {"due_only": True}),
     "channels: refresh provider balances": ("channels_app.refresh_balances", 3_600, {}),

@@ -75,6 +75,9 @@ ONEPROXY_MAX_COOLDOWN_SECONDS = envint("ONEPROXY_MAX_COOLDOWN_SECONDS", 300, min
 ONEPROXY_DEFAULT_MAX_TOKENS = envint("ONEPROXY_DEFAULT_MAX_TOKENS", 4096, minimum=1)
 # Unpriced models: charged at the "*" ModelPrice row (default), or refused.
 ONEPROXY_REFUSE_UNPRICED = envbool("ONEPROXY_REFUSE_UNPRICED", False)
+# Raw usage rows older than this are pruned by billing.prune_usage_logs once
+# rolled up; rollups and the ledger keep the history.
+ONEPROXY_USAGE_RETENTION_DAYS = envint("ONEPROXY_USAGE_RETENTION_DAYS", 90, minimum=1, maximum=36500)
 
 # Key probes (channels_app.probe_keys): how many upstream requests at once,
 # and how long one may take before it counts as a timeout.

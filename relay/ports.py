@@ -44,6 +44,13 @@ class UsageEvent:
     # charged at the hold's estimate only if its process dies before
     # settling; "void" cancels a "sent" whose request never left after all.
     kind: str = ""
+    # The team charged: the user's when the request was made, whose budget
+    # the hold counted against. TEAM_OF_USER: queued by a relay from before
+    # events carried it; settlement charges the user's team then.
+    team_id: int | None = None
+
+
+TEAM_OF_USER = -1
 
 
 @dataclass(slots=True)
@@ -61,6 +68,7 @@ def encode_event(event: UsageEvent) -> bytes:
 def decode_event(raw: bytes) -> UsageEvent:
     data = orjson.loads(raw)
     data["usage"] = Usage(**data["usage"])
+    data.setdefault("team_id", TEAM_OF_USER)
     return UsageEvent(**data)
 
 
@@ -77,8 +85,8 @@ class Backend(Protocol):
     def balances(self, user_ids: list[int], token_ids: list[int]) -> Settled: ...
 
     def budget_spent(self, kind: str, subject_id: int, period: str) -> int:
-        """µUSD a user (``kind="user"``) or team spent in its current budget
-        period, as the database has it (seeds Redis allowances)."""
+        """µUSD charged to a user (``kind="user"``) or team in its current
+        budget period: its counter in the database (seeds Redis allowances)."""
 
     def record_key_transitions(self, transitions: list[Transition]) -> None:
         """Persist keys' new states (relay/keystate.Transition) with their events."""

@@ -48,6 +48,7 @@ class Settlement:
             request_id=call.request_id,
             created_at=time.time(),
             user_id=call.user.id,
+            team_id=call.user.team_id,
             token_id=call.token.id,
             endpoint=call.endpoint,
             model=call.model,

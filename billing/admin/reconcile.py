@@ -26,8 +26,10 @@ class ReconcileReportAdmin(ReadOnlyAdminMixin, OperatorOnlyAdmin):
         "is_clean",
         "users_checked",
         "drifted_users",
-        "unbilled_usage",
-        "mismatched_charges",
+        "usage_drifted_users",
+        "rollup_drifted_hours",
+        "budget_drifted",
+        "unrolled_usage",
         "mirrors_checked",
         "stale_holds_released",
         "released_count",
@@ -41,8 +43,14 @@ class ReconcileReportAdmin(ReadOnlyAdminMixin, OperatorOnlyAdmin):
         "users_checked",
         "drifted_users",
         "drift_table",
-        "unbilled_usage",
-        "mismatched_charges",
+        "usage_drifted_users",
+        "usage_drift_table",
+        "hours_checked",
+        "rollup_drifted_hours",
+        "rollup_drift_table",
+        "budget_drifted",
+        "budget_drift_table",
+        "unrolled_usage",
         "mirrors_checked",
         "stale_holds_released",
         "mirrors_pending",
@@ -60,8 +68,24 @@ class ReconcileReportAdmin(ReadOnlyAdminMixin, OperatorOnlyAdmin):
 
     @admin.display(description="drift (µUSD: balance column, ledger sum, balance − ledger; fixed to the ledger)")
     def drift_table(self, obj: ReconcileReport) -> str:
-        return json.dumps(obj.drift, indent=1) if obj.drift else "none"
+        return _table(obj.drift)
+
+    @admin.display(description="usage drift (µUSD: charged in the ledger, settled usage, charged − settled)")
+    def usage_drift_table(self, obj: ReconcileReport) -> str:
+        return _table(obj.usage_drift)
+
+    @admin.display(description="rollup drift (hours whose rollups differ from their raw rows)")
+    def rollup_drift_table(self, obj: ReconcileReport) -> str:
+        return _table(obj.rollup_drift)
+
+    @admin.display(description="budget counters fixed (µUSD: counter, rollups; set to the rollups)")
+    def budget_drift_table(self, obj: ReconcileReport) -> str:
+        return _table(obj.budget_drift)
 
     @admin.display(description="stale holds released (µUSD: mirror, balance)")
     def released_table(self, obj: ReconcileReport) -> str:
-        return json.dumps(obj.mirrors_released, indent=1) if obj.mirrors_released else "none"
+        return _table(obj.mirrors_released)
+
+
+def _table(rows: list) -> str:
+    return json.dumps(rows, indent=1) if rows else "none"

@@ -11,12 +11,14 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import format_html
 
-from billing import budgets
+from billing import budgets, history
 from billing.admin.shared import (
     TeamScopedAdmin,
+    managed_team_id,
     usd,
 )
 from billing.models import (
@@ -33,10 +35,10 @@ from core.admin import (
 
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(ReadOnlyAdminMixin, OperatorOnlyAdmin):
-    list_display = ("created_at", "user", "kind", "amount_usd", "balance_after_usd", "actor", "note", "usage")
-    list_select_related = ("user", "actor", "usage")
+    list_display = ("created_at", "user", "kind", "amount_usd", "balance_after_usd", "actor", "note", "charged_usage")
+    list_select_related = ("user", "actor")
     list_filter = ("kind",)
-    raw_id_fields = ("user", "actor", "usage")
+    raw_id_fields = ("user", "actor")
     search_fields = ("user__username", "note")
     date_hierarchy = "created_at"
     show_full_result_count = False
@@ -48,6 +50,20 @@ class LedgerEntryAdmin(ReadOnlyAdminMixin, OperatorOnlyAdmin):
     @admin.display(description="balance after")
     def balance_after_usd(self, obj: LedgerEntry) -> str | None:
         return usd(obj.balance_after)
+
+    @admin.display(description="usage")
+    def charged_usage(self, obj: LedgerEntry) -> str:
+        """A charge covers the user's usage rows of its settlement batch (an
+        older charge: one row, named by id). Rows past the retention are
+        pruned; the rollups keep their sums."""
+        changelist = reverse("admin:billing_usagelog_changelist")
+        if obj.batch_id is not None:
+            return format_html(
+                '<a href="{}?batch={}&amp;user={}">batch #{}</a>', changelist, obj.batch_id, obj.user_id, obj.batch_id
+            )
+        if obj.usage_id is not None:
+            return format_html('<a href="{}?id={}">usage #{}</a>', changelist, obj.usage_id, obj.usage_id)
+        return "—"
 
 
 @admin.register(UsageLog)
@@ -75,11 +91,12 @@ class UsageLogAdmin(ReadOnlyAdminMixin, TeamScopedAdmin):
     # Channels and provider keys are operator business.
     operator_only_fields = ("channel", "key", "upstream_model", "group_multiplier", "team_multiplier")
 
+    # A team admin sees what was charged to their team: requests made while a member.
     def scope_to_team(self, queryset: QuerySet, team_id: int) -> QuerySet:
-        return queryset.filter(user__team_id=team_id)
+        return queryset.filter(team_id=team_id)
 
     def in_team(self, obj: UsageLog, team_id: int) -> bool:
-        return obj.user.team_id == team_id
+        return obj.team_id == team_id
 
     def get_list_display(self, request: HttpRequest) -> Any:
         if is_operator(request):
@@ -111,15 +128,20 @@ class UsageLogAdmin(ReadOnlyAdminMixin, TeamScopedAdmin):
         form = UsageSummaryForm(request.GET or initial, choices=choices)
         rows: list[dict[str, Any]] = []
         total: dict[str, Any] = {}
+        window: dict[str, Any] = {}
+        rounded = False
         if form.is_valid():
-            usage = self.get_queryset(request)
-            if form.cleaned_data["since"]:
-                usage = usage.filter(created_at__gte=form.cleaned_data["since"])
-            if form.cleaned_data["until"]:
-                usage = usage.filter(created_at__lt=form.cleaned_data["until"])
-            rows = [{**row, "cost_usd": to_usd(row["cost"])} for row in usage.summary(form.cleaned_data["group_by"])]
-            total = usage.totals()
-            total["cost_usd"] = to_usd(total["cost"])
+            team_id = managed_team_id(request)
+            found = history.summary(
+                form.cleaned_data["group_by"],
+                since=form.cleaned_data["since"],
+                until=form.cleaned_data["until"],
+                filters={} if is_operator(request) else {"team_id": team_id},
+            )
+            rows = [{**row, "cost_usd": to_usd(row["cost"])} for row in found.results]
+            total = {**found.total, "cost_usd": to_usd(found.total["cost"])}
+            window = {"since": found.since, "until": found.until}
+            rounded = (found.since, found.until) != (form.cleaned_data["since"], form.cleaned_data["until"])
         group_label = dict(choices).get(form.data.get("group_by", "user"), "")
         return TemplateResponse(
             request,
@@ -131,6 +153,8 @@ class UsageLogAdmin(ReadOnlyAdminMixin, TeamScopedAdmin):
                 "form": form,
                 "rows": rows,
                 "total": total,
+                "window": window,
+                "rounded": rounded,
                 "group_label": group_label,
             },
         )

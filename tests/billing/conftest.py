@@ -2,30 +2,22 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
-from datetime import datetime
 
 import pytest
 from django.conf import settings
 
 from billing.models import UsageLog, User
+from tests.billing.events import settled_row
 
 
 @pytest.fixture
 def usage_row():
-    """usage_row(user, at="2025-03-01T12:00:00+00:00", cost=..., **fields) → a saved UsageLog."""
+    """usage_row(user, at="2025-03-01T12:00:00+00:00", cost=..., **fields) → a UsageLog written through
+    settlement (charged, rolled up and counted in budgets like the relay's)."""
 
     def make(user: User, *, at: str = "2025-03-01T12:00:00+00:00", **fields) -> UsageLog:
-        return UsageLog.objects.create(
-            request_id=fields.pop("request_id", uuid.uuid4().hex),
-            created_at=datetime.fromisoformat(at),
-            user=user,
-            endpoint="/v1/chat/completions",
-            model=fields.pop("model", "gpt-4o"),
-            status=fields.pop("status", 200),
-            **fields,
-        )
+        return settled_row(user, at=at, **fields)
 
     return make
 

@@ -4,12 +4,12 @@ team admins their own team only, members nothing."""
 from __future__ import annotations
 
 import pytest
-from django.utils import timezone
 
 from billing import services
 from billing.models import LedgerEntry, Team, Token, UsageLog, User
 from channels_app.services import create_channel
 from relay.relay_keys import hash_key
+from tests.billing.events import settled_row
 
 pytestmark = pytest.mark.django_db
 
@@ -39,15 +39,7 @@ def team_admin_client(client, teams):
 
 
 def usage_row(user: User, request_id: str, model: str) -> UsageLog:
-    return UsageLog.objects.create(
-        request_id=request_id,
-        created_at=timezone.now(),
-        user=user,
-        endpoint="chat",
-        model=model,
-        status=200,
-        cost=1_234_567,
-    )
+    return settled_row(user, request_id=request_id, model=model, endpoint="chat", cost=1_234_567)
 
 
 def test_a_member_cannot_log_in(client, make_user) -> None:

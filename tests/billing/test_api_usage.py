@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import datetime
-
 import pytest
 
 from billing import services
 from billing.models import Team, UsageLog
 from channels_app import services as channel_services
 from channels_app.models import Channel
+from tests.billing.events import settled_row
 
 pytestmark = pytest.mark.django_db
 
@@ -21,15 +19,7 @@ ROW_FIELDS = {
 
 
 def _usage(user, *, at: str = "2025-03-01T12:00:00+00:00", **fields) -> UsageLog:
-    return UsageLog.objects.create(
-        request_id=uuid.uuid4().hex,
-        created_at=datetime.fromisoformat(at),
-        user=user,
-        endpoint="/v1/chat/completions",
-        model=fields.pop("model", "gpt-4o"),
-        status=fields.pop("status", 200),
-        **fields,
-    )
+    return settled_row(user, at=at, **fields)
 
 
 def test_rows_carry_the_contract_fields(make_user, api):

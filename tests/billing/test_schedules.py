@@ -35,5 +35,5 @@ def test_beat_runs_each_billing_task() -> None:
     assert scheduled == {
         "billing.settle_usage": (60, "seconds", {}),
         "billing.reconcile": (300, "seconds", {}),
-        "billing.prune_usage_logs": (86_400, "seconds", {"days": 90}),
+        "billing.prune_usage_logs": (86_400, "seconds", {}),  # the retention setting applies
     }

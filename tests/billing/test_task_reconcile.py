@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from billing import services, tasks
-from billing.models import LedgerEntry, ReconcileReport, User
+from billing.models import BudgetSpend, LedgerEntry, ReconcileReport, UsageLog, UsageRollup, User
 from billing.usage_sink import apply_usage
 from tests.billing.events import usage_event
 
@@ -46,28 +46,102 @@ def test_a_clean_ledger_gives_a_clean_report(make_user) -> None:
     # when
     report = services.reconcile()
     # then
-    assert (report.users_checked, report.drifted_users, report.unbilled_usage, report.mismatched_charges) == (
+    assert (report.users_checked, report.drifted_users, report.usage_drifted_users) == (1, 0, 0)
+    assert (report.hours_checked, report.rollup_drifted_hours, report.budget_drifted, report.unrolled_usage) == (
         1,
         0,
         0,
         0,
     )
-    assert report.is_clean and report.drift == []
+    assert report.is_clean and report.drift == report.usage_drift == report.rollup_drift == []
 
 
 @pytest.mark.django_db
-def test_usage_without_a_matching_charge_is_reported(make_user, usage_row) -> None:
-    # given: a priced row nobody charged, and a charge that differs from its row
+def test_a_charge_unlike_its_usage_is_reported(make_user) -> None:
+    # given: bob's charge lost 1 µUSD (balance kept in step with the ledger)
     bob, _ = make_user("bob")
-    usage_row(bob, cost=500)
-    apply_usage([usage_event(bob.pk, 700)])
-    LedgerEntry.objects.filter(kind="charge").update(amount=-699)
-    User.objects.filter(pk=bob.pk).update(balance=-699)
+    apply_usage([usage_event(bob.pk, 700), usage_event(bob.pk, 300)])
+    LedgerEntry.objects.filter(kind="charge").update(amount=-999)
+    User.objects.filter(pk=bob.pk).update(balance=-999)
     # when
     report = services.reconcile()
     # then
-    assert (report.unbilled_usage, report.mismatched_charges, report.drifted_users) == (1, 1, 0)
-    assert not report.is_clean
+    assert (report.drifted_users, report.usage_drifted_users, report.is_clean) == (0, 1, False)
+    assert report.usage_drift == [{"user_id": bob.pk, "username": "bob", "charged": 999, "settled": 1_000, "drift": -1}]
+
+
+@pytest.mark.django_db
+def test_usage_rows_nobody_charged_are_reported_until_rolled_up(make_user) -> None:
+    # given: a priced row written outside settlement (as before rollups existed) and never charged
+    bob, _ = make_user("bob")
+    UsageLog.objects.create(
+        request_id="legacy", created_at=timezone.now(), user=bob, endpoint="chat", model="gpt-4o", status=200, cost=500
+    )
+    # when
+    report = services.reconcile()
+    # then
+    assert (report.unrolled_usage, report.usage_drifted_users) == (1, 1)
+    assert report.usage_drift[0]["charged"] == 0 and report.usage_drift[0]["settled"] == 500
+
+
+@pytest.mark.django_db
+def test_rollups_unlike_their_rows_are_reported(make_user) -> None:
+    # given: one hour's rollup of bob counts a request too many
+    bob, _ = make_user("bob")
+    apply_usage([usage_event(bob.pk, 10), usage_event(bob.pk, 20)])
+    UsageRollup.objects.filter(span="hour").update(requests=3)
+    # when
+    report = services.reconcile()
+    # then: the hour differs from its rows, and its day from its hours
+    assert (report.hours_checked, report.rollup_drifted_hours, report.is_clean) == (1, 2, False)
+    hour, day = report.rollup_drift
+    assert (hour["span"], hour["user_id"], hour["rollups"]["requests"], hour["counted"]["requests"]) == (
+        "hour",
+        bob.pk,
+        3,
+        2,
+    )
+    assert (day["span"], day["rollups"]["requests"], day["counted"]["requests"]) == ("day", 2, 3)
+
+
+@pytest.mark.django_db
+def test_a_budget_counter_unlike_the_rollups_is_set_back(make_user) -> None:
+    # given: bob's monthly counter lost 5 µUSD
+    from billing.budgets import spent_in_period
+
+    bob, _ = make_user("bob")
+    apply_usage([usage_event(bob.pk, 1_000)])
+    BudgetSpend.objects.filter(subject="user", period="month").update(spent=995)
+    # when
+    report = services.reconcile()
+    # then
+    assert report.budget_drifted == 1
+    assert report.budget_drift[0] | {"start": None} == {
+        "subject": "user", "subject_id": bob.pk, "period": "month", "start": None, "counter": 995, "rollups": 1_000
+    }  # fmt: skip
+    bob.budget_period = "month"
+    assert spent_in_period(bob, timezone.now()) == 1_000
+    again = services.reconcile()
+    assert again.is_clean, again.__dict__
+
+
+@pytest.mark.django_db
+def test_the_books_still_prove_out_once_every_row_is_pruned(make_user) -> None:
+    # given: charged usage, reconciled, then pruned away
+    bob, _ = make_user("bob")
+    services.topup(bob, 1_000_000)
+    apply_usage([usage_event(bob.pk, 1_234), usage_event(bob.pk, 66)])
+    apply_usage([usage_event(bob.pk, 700)])
+    assert services.reconcile().is_clean
+    later = timezone.now() + timedelta(days=2)
+    assert services.prune_usage_logs(days=1, now=later) == 3
+    # when: two days later
+    report = services.reconcile(now=later)
+    # then: balance = ledger = rollups, to the µUSD, with no raw row left
+    assert not UsageLog.objects.exists()
+    assert report.is_clean and report.hours_checked == 0
+    bob.refresh_from_db()
+    assert bob.balance == 1_000_000 - 2_000
 
 
 @pytest.mark.django_db

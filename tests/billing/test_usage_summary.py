@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from billing import services
@@ -133,3 +135,61 @@ def test_team_admins_get_their_team_and_no_channels_in_the_admin(client, usage) 
     assert "rita" in page and "ron" in page and "bert" not in page
     assert "0.004020" in page and "0.404020" not in page  # red's usage, none of bert's
     assert "Select a valid choice" in by_channel
+
+
+@pytest.fixture
+def an_afternoon(make_user, usage_row):
+    """bert's requests at 10:15, 10:45, 11:30 and 13:05 on 2025-03-01 (UTC), costing 1, 10, 100, 1000."""
+    bert, _ = make_user("bert")
+    for at, cost in (("10:15", 1), ("10:45", 10), ("11:30", 100), ("13:05", 1_000)):
+        usage_row(bert, at=f"2025-03-01T{at}:00+00:00", cost=cost)
+    return bert
+
+
+def test_bounds_inside_an_hour_read_that_part_from_the_raw_rows(operator, api, an_afternoon) -> None:
+    # when
+    body = api(operator[1]).get(
+        "/api/usage/summary/?group_by=user&since=2025-03-01T10:30:00Z&until=2025-03-01T13:10:00Z"
+    )
+    # then: 10:45, 11:30 and 13:05; the window is the one asked for
+    assert body.json()["total"]["cost_usd"] == "0.001110"
+    assert (body.json()["since"], body.json()["until"]) == ("2025-03-01T10:30:00Z", "2025-03-01T13:10:00Z")
+
+
+def test_bounds_older_than_the_raw_rows_are_rounded_down_to_their_hour(operator, api, an_afternoon) -> None:
+    # given: retention pruned the raw rows of that afternoon
+    from billing import services
+
+    assert services.prune_usage_logs(days=1, now=datetime(2025, 3, 3, tzinfo=UTC)) == 4
+    # when
+    body = api(operator[1]).get(
+        "/api/usage/summary/?group_by=user&since=2025-03-01T10:30:00Z&until=2025-03-01T13:10:00Z"
+    )
+    # then: [10:00, 13:00) from the hour rollups, and the answer says so
+    assert (body.json()["since"], body.json()["until"]) == ("2025-03-01T10:00:00Z", "2025-03-01T13:00:00Z")
+    assert body.json()["total"]["cost_usd"] == "0.000111"
+    whole = api(operator[1]).get("/api/usage/summary/?group_by=user&since=2025-03-01T00:00:00Z").json()
+    assert whole["total"]["cost_usd"] == "0.001111" and whole["since"] == "2025-03-01T00:00:00Z"
+
+
+def test_the_dashboard_series_per_hour_and_model(an_afternoon, usage_row) -> None:
+    # given: another model at 10:50
+    from billing import history
+
+    usage_row(an_afternoon, at="2025-03-01T10:50:00+00:00", model="gpt-4o-mini", cost=5, status=502)
+    # when
+    points = history.series(
+        since=datetime(2025, 3, 1, 10, tzinfo=UTC), until=datetime(2025, 3, 1, 14, tzinfo=UTC), by="model"
+    )
+    # then
+    got = [(p["start"].hour, p["key"], p["requests"], p["errors"], p["cost"]) for p in points]
+    assert got == [
+        (10, "gpt-4o", 2, 0, 11),
+        (10, "gpt-4o-mini", 1, 1, 5),
+        (11, "gpt-4o", 1, 0, 100),
+        (13, "gpt-4o", 1, 0, 1_000),
+    ]
+    assert points[0]["latency_histogram"][0] == 2 and points[0]["latency_ms"] == 80
+    assert history.latency_quantile(points[0]["latency_histogram"], 0.99) == 100
+    daily = history.series(since=datetime(2025, 3, 1, tzinfo=UTC), until=datetime(2025, 3, 2, tzinfo=UTC), step="day")
+    assert [(p["start"].day, p["requests"], p["cost"]) for p in daily] == [(1, 5, 1_116)]

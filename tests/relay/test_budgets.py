@@ -23,12 +23,13 @@ def test_budget_refuses_once_the_period_allowance_is_used(relay_setup, gateway, 
     sdk = openai.OpenAI(base_url=gateway.base_url, api_key=relay_setup["key"], max_retries=0)
     ask(sdk)
     one = wait_for(lambda: UsageLog.objects.values_list("cost", flat=True).first())
-    # Spending so far (one request) counts against the new budget.
-    budget = one * 3 + one // 2
     if subject == "user":
-        User.objects.filter(pk=user.pk).update(budget=budget, budget_period="day")
+        # Spending so far (one request) counts against the new budget.
+        User.objects.filter(pk=user.pk).update(budget=one * 3 + one // 2, budget_period="day")
     else:
-        team = Team.objects.create(name="t", budget=budget, budget_period="day")
+        # A team counts what its members spend while members: the request
+        # before joining is not the team's.
+        team = Team.objects.create(name="t", budget=one * 2 + one // 2, budget_period="day")
         User.objects.filter(pk=user.pk).update(team=team)
     gateway.reload()
     # when

@@ -12,6 +12,7 @@ import sqlite3
 import pytest
 from django.conf import settings
 
+from tests.billing.events import assert_books_exact
 from tests.gateway import wait_for_key
 from tests.relay.test_crash_recovery import load
 
@@ -20,7 +21,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.embedded]
 
 def test_killed_with_unsettled_usage_then_settled_once(relay_setup, spawn_relay):
     from billing import services
-    from billing.models import LedgerEntry, UsageLog, User
+    from billing.models import UsageLog
 
     user, key = relay_setup["user"], relay_setup["key"]
     victim = spawn_relay()
@@ -44,8 +45,5 @@ def test_killed_with_unsettled_usage_then_settled_once(relay_setup, spawn_relay)
     assert services.settle_stranded_usage() == 12
     rows = UsageLog.objects.filter(request_id__in=completed)
     assert rows.count() == 12
-    charges = LedgerEntry.objects.filter(usage__request_id__in=completed, kind="charge")
-    assert sorted(-c.amount for c in charges) == sorted(rows.values_list("cost", flat=True))
-    user = User.objects.get(pk=user.pk)
-    assert user.balance == sum(LedgerEntry.objects.filter(user=user).values_list("amount", flat=True))
+    assert_books_exact(user)
     assert services.settle_stranded_usage() == 0

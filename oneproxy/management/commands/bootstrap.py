@@ -1,4 +1,4 @@
-"""First start: migrate, seed, and make sure the operator ``root`` exists."""
+"""First start: migrate, roll up an upgraded database's usage, seed, and make sure the operator ``root`` exists."""
 
 from __future__ import annotations
 
@@ -17,6 +17,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         call_command("migrate", interactive=False, verbosity=0)
+        # An upgraded database's usage rows are rolled up before anything
+        # serves: budgets and totals read the rollups. Nothing to do otherwise.
+        if services.history_to_backfill():
+            call_command("backfill_history")
         root = User.objects.filter(username="root").first()
         if root is None:
             password = settings.ONEPROXY_ADMIN_PASSWORD
