@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import BigIntegerField, Count, Q, QuerySet, Sum
+from django.db.models.functions import Cast
 
 from billing.models import LATENCY_BOUNDS_MS, LATENCY_BUCKETS, HistoryState, UsageLog, UsageRollup
 
@@ -126,7 +127,7 @@ def _sums(source: str, measures: Iterable[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in measures:
         if source != "raw":
-            out[name] = Sum(name)
+            out[name] = _sum(name)
         elif name == "requests":
             out[name] = Count("id")
         elif name == "errors":
@@ -134,8 +135,13 @@ def _sums(source: str, measures: Iterable[str]) -> dict[str, Any]:
         elif name in LATENCY_BUCKETS:
             out[name] = Count("id", filter=_bucket_filter(name))
         else:
-            out[name] = Sum(name)
+            out[name] = _sum(name)
     return out
+
+
+def _sum(name: str) -> Cast:
+    # PostgreSQL sums bigints as numeric, which arrives as Decimal: cast back in SQL.
+    return Cast(Sum(name), BigIntegerField())
 
 
 def _error_filter() -> Q:
