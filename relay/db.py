@@ -42,6 +42,26 @@ QUIET_WAIT = 0.25
 RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0, 15.0, 30.0)
 
 
+# How often, at most, the DB thread gives freed memory back to the OS.
+TRIM_EVERY = 10.0
+
+
+def _load_malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None (another C library, another OS)."""
+    try:
+        import ctypes
+
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim
+
+
+_malloc_trim = _load_malloc_trim()
+
+
 def _yield_to_loop() -> None:
     """Run this thread at a lower priority than the event loop. Its batches
     (SQLite's own work included, which runs without the GIL) otherwise share
@@ -105,6 +125,7 @@ class DbWorker:
         self._retry_at = 0.0
         self._settler: asyncio.Task[None] | None = None
         self._writes: set[asyncio.Task[None]] = set()
+        self._trimmed_at = 0.0
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -159,7 +180,8 @@ class DbWorker:
         while True:
             await asyncio.sleep(SETTLE_EVERY)
             await self.quiet.wait()
-            await self.settle_now()
+            if await self.settle_now():
+                await self._trim_now_and_then()
             if self._stuck and time.monotonic() >= self._retry_at:
                 stuck, self._stuck = self._stuck, []
                 await self._settle_singly(stuck)
@@ -202,6 +224,23 @@ class DbWorker:
         if stuck:
             self._retry_at = time.monotonic() + RETRY_DELAYS[min(self._failures, len(RETRY_DELAYS)) - 1]
         return done
+
+    def _trim(self) -> None:
+        """Give the memory this thread freed back to the OS. Settling a
+        batch (and SQLite under it) allocates and frees in this thread's own
+        malloc arena, which glibc does not shrink by itself: under steady load
+        the embedded relay grew ~0.4 KB per request, none of it live Python
+        objects (tracemalloc, gc counts), all of it given back by
+        malloc_trim (docs/RELIABILITY.md, the soak). Runs in this thread,
+        without the GIL (ctypes releases it)."""
+        if _malloc_trim is not None:
+            _malloc_trim(0)
+
+    async def _trim_now_and_then(self) -> None:
+        now = time.monotonic()
+        if now - self._trimmed_at >= TRIM_EVERY:
+            self._trimmed_at = now
+            await self.run(self._trim)
 
     def _settled(self, batch: list[tuple[UsageEvent, int]], settled: Settled) -> None:
         self._on_settled([event for event, _ in batch], settled)
