@@ -183,9 +183,7 @@ class Stack:
 
     def manage(self, *args: str) -> str:
         """A management script (reliability/books.py) against this stack's database."""
-        done = subprocess.run(
-            [PYTHON, "-m", *args], cwd=ROOT, env=self.env, check=True, capture_output=True, text=True
-        )
+        done = subprocess.run([PYTHON, "-m", *args], cwd=ROOT, env=self.env, check=True, capture_output=True, text=True)
         return done.stdout.strip().splitlines()[-1]
 
     def processes(self) -> dict[str, int]:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from aiohttp import web  # noqa: E402
+from aiohttp import web
 
-from tests.emulators.openai_api import OpenAIEmulator  # noqa: E402
+from tests.emulators.openai_api import OpenAIEmulator
 
 
 class SoakEmulator(OpenAIEmulator):
