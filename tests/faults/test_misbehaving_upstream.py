@@ -82,7 +82,7 @@ def test_a_never_ending_stream_stops_when_the_client_leaves(relay_setup: dict[st
     from billing.models import UsageLog
 
     relay_setup["emulator"].set_key_behaviour("sk-upstream-good", "endless_stream")
-    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    body: dict[str, Any] = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "stream": True}
     headers = {"Authorization": f"Bearer {relay_setup['key']}"}
     with requests.post(
         f"{gateway.base_url}/chat/completions", json=body, headers=headers, stream=True, timeout=10
