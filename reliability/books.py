@@ -22,7 +22,7 @@ from django.db.models import Max, Sum  # noqa: E402
 from billing import services  # noqa: E402
 from billing.models import LedgerEntry, UsageLog, User  # noqa: E402
 from channels_app.models import ChannelKey, KeyEvent  # noqa: E402
-from relay.app import LOST_ERROR  # noqa: E402
+from relay.settlement import LOST_ERROR  # noqa: E402
 
 
 def books() -> dict[str, object]:

@@ -10,8 +10,8 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relay.app import prompt_estimate
 from relay.errors import RelayError
+from relay.holds import prompt_estimate
 from relay.metering import Usage, charge_micro, cost_micro, hold_micro, trailing_usage, usage_from_openai
 from relay.snapshot import PriceSnap
 from relay.validation import validate
@@ -62,7 +62,7 @@ def test_validation_refuses_with_a_400_or_accepts_what_the_hold_can_size(endpoin
     for name in ("max_tokens", "n", "best_of"):
         value = payload.get(name)
         assert value is None or (type(value) is int and value >= 1)
-    estimate = prompt_estimate(payload, "gpt-4o-mini", orjson.dumps(payload))
+    estimate = prompt_estimate(payload, orjson.dumps(payload))
     assert isinstance(estimate, int) and estimate >= 0
 
 
