@@ -102,3 +102,16 @@ $(LITELLM_VENV)/.installed: bench/litellm-requirements.txt
 	$(LITELLM_VENV)/bin/pip install -q --no-deps litellm==$(LITELLM_VERSION)
 	$(LITELLM_VENV)/bin/pip install -q -r bench/litellm-requirements.txt
 	touch $@
+
+# --- reliability (reliability/, docs/RELIABILITY.md) ---------------------------
+# `make reliability` runs the fault, abuse and soak scenarios against the
+# gateway in both modes and writes docs/RELIABILITY.md from that one run
+# (< 10 minutes). Service mode uses PostgreSQL at 127.0.0.1:5432 (a database
+# of its own, created and dropped) and a redis-server of its own on a free
+# port, never the shared one. It installs wrk with apt-get when missing.
+.PHONY: reliability
+
+reliability: $(VENV)/.dev
+	@command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk || \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; }
+	$(BIN)/python -m reliability.run

@@ -61,6 +61,14 @@ def main() -> None:
         ChannelKey.objects.update(state="active", cooldown_until=None)
         bump_config_version()
         out = books()
+    elif sys.argv[1:] == ["disable-good"]:
+        from core.services import bump_config_version
+
+        ChannelKey.objects.update(state="active", cooldown_until=None)
+        good = [k.pk for k in ChannelKey.objects.all() if k.reveal() == "sk-upstream-good"]
+        ChannelKey.objects.filter(pk__in=good).update(state="manual_disabled")
+        bump_config_version()
+        out = books()
     else:
         out = books()
     print(json.dumps(out))

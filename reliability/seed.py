@@ -19,6 +19,7 @@ django.setup()
 from billing import services  # noqa: E402
 from billing.models import ModelPrice  # noqa: E402
 from billing.money import to_micro  # noqa: E402
+from channels_app.models import Channel  # noqa: E402
 from channels_app.services import create_channel  # noqa: E402
 
 
@@ -29,13 +30,15 @@ def main() -> None:
     user, _ = services.create_user(username="reliability")
     services.topup(user, to_micro("1000"))
     _, key = services.create_token(user=user, name="reliability")
-    create_channel(
+    channel = create_channel(
         name="emulator",
         type="openai",
         base_url=sys.argv[1],
         models=["gpt-4o-mini", "text-embedding-3-small", "whisper-1"],
         keys=["sk-upstream-faulty", "sk-upstream-good"],
     )
+    # Stalls cost two seconds, not two minutes.
+    Channel.objects.filter(pk=channel.pk).update(connect_timeout=2.0, first_byte_timeout=2.0, idle_timeout=2.0)
     print(json.dumps({"key": key, "user_id": user.pk}))
 
 

@@ -8,35 +8,50 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from typing import Any
 
 from aiohttp import web
 
+from tests.emulators.base import Handler
 from tests.emulators.openai_api import OpenAIEmulator
 
 
 class SoakEmulator(OpenAIEmulator):
-    def _endpoint(self, handler, body_kind):  # type: ignore[no-untyped-def]
+    """Counts requests per key instead of keeping them."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.counts: Counter[str] = Counter()
+
+    def _endpoint(self, handler: Handler, body_kind: Any) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         inner = super()._endpoint(handler, body_kind)
 
         async def endpoint(request: web.Request) -> web.StreamResponse:
             try:
                 return await inner(request)
             finally:
+                for record in self.requests:
+                    self.counts[record["key"] or ""] += 1
                 self.requests.clear()
 
         return endpoint
 
     def add_extra_routes(self, app: web.Application) -> None:
         app.router.add_post("/_control/behaviour", self._control)
+        app.router.add_get("/_control/count", self._count)
         super().add_extra_routes(app)
+
+    async def _count(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(dict(self.counts))
 
     async def _control(self, request: web.Request) -> web.StreamResponse:
         order = await request.json()
         if order.get("reset"):
             self.reset()
+            self.counts.clear()
         else:
             self.set_key_behaviour(order["key"], order["behaviour"], **order.get("options", {}))
         return web.json_response({"ok": True})
@@ -44,7 +59,7 @@ class SoakEmulator(OpenAIEmulator):
 
 def main() -> None:
     port_file = Path(sys.argv[1])
-    emulator = SoakEmulator(valid_keys=("sk-upstream-good", "sk-upstream-spare"))
+    emulator = SoakEmulator(valid_keys=("sk-upstream-good", "sk-upstream-faulty"))
     emulator.models += ["whisper-1"]
     emulator.start()
     port_file.write_text(json.dumps({"url": emulator.base_url, "root": emulator.root_url}))

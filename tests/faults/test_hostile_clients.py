@@ -15,33 +15,9 @@ import pytest
 import requests
 
 from tests.faults.conftest import books_exact
+from tests.faults.corpus import BAD_BODIES, JSON_ENDPOINTS, UPLOADS
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-JSON_ENDPOINTS = ["chat/completions", "completions", "embeddings", "responses", "images/generations",
-                  "audio/speech", "moderations"]  # fmt: skip
-UPLOADS = ["audio/transcriptions", "audio/translations"]
-BAD_BODIES: list[bytes] = [
-    b"",
-    b"{",
-    b"null",
-    b"[]",
-    b'"text"',
-    b"1e999",
-    b"\xff\xfe\x00{",
-    b"[" * 5000 + b"]" * 5000,
-    b'{"model": ' + b"9" * 400 + b"}",
-    b'{"model": 1, "messages": []}',
-    b'{"model": "gpt-4o-mini", "messages": {"role": "user"}}',
-    b'{"model": "gpt-4o-mini", "messages": [[[[[[[]]]]]]]}',
-    b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": 5}]}',
-    b'{"model": "gpt-4o-mini", "stream": "true", "messages": [{"role": "user", "content": "x"}]}',
-    b'{"model": "gpt-4o-mini", "stream_options": [], "input": "x"}',
-    b'{"model": "gpt-4o-mini", "max_tokens": 1e30, "messages": [{"role": "user", "content": "x"}]}',
-    b'{"model": "gpt-4o-mini", "n": -1, "messages": [{"role": "user", "content": "x"}]}',
-    b'{"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]}',
-    b'{"model": "' + "\u202e".encode() * 1000 + b'"}',
-]
 
 
 def _error_shape(answer: requests.Response) -> None:

@@ -12,25 +12,10 @@ import pytest
 import requests
 
 from tests.faults.conftest import books_exact
+from tests.faults.corpus import AFTER_FIRST_BYTE, BEFORE_FIRST_BYTE, WHOLE_ANSWERS_ONLY
 from tests.gateway import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-BEFORE_FIRST_BYTE = [
-    ("reset_before_headers", {}),
-    ("reset_mid_body", {}),
-    ("stall", {"seconds": 30}),
-    ("stall_after_headers", {"seconds": 30}),
-    ("html_error", {"status": 502}),
-    ("quote_key", {"status": 500}),
-    ("rate_limited", {"retry_after": "999999999"}),
-    ("rate_limited", {"retry_after": "-3"}),
-    ("rate_limited", {"retry_after": "soon"}),
-    ("server_error", {}),
-]
-# For a stream these three come after the first byte (an event, then the fault).
-WHOLE_ANSWERS_ONLY = {"reset_mid_body", "stall_after_headers", "quote_key"}
-AFTER_FIRST_BYTE = ["reset_mid_stream", "stall_after_headers", "invalid_utf8", "huge_sse_line", "quote_key"]
 
 
 def _post(gateway: Any, key: str, stream: bool) -> requests.Response:
