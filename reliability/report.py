@@ -73,6 +73,8 @@ def write(path: Path, machine: dict[str, str], results: dict[str, dict[str, Any]
             lines += _table(["fault", "when", "requests", "faults injected", "failed while a healthy key existed",
                              "streams ended cleanly"], rows)  # fmt: skip
             lines += [f"**{failed} requests failed while a healthy key existed.** After: {_books(f['books'])}.",
+                      "A fault cools or disables the faulty key (by the key-state rules), so the pool stops",
+                      "sending it requests: \"faults injected\" counts the requests the faulty key received.",
                       "Faults after the first byte cannot be retried; they ran with the healthy key disabled,",
                       "and count the streams that ended with an error event or `[DONE]`, billed.", ""]  # fmt: skip
         if "kill9" in out:
@@ -87,7 +89,9 @@ def write(path: Path, machine: dict[str, str], results: dict[str, dict[str, Any]
             r = out["redis"]
             lines += ["### Redis frozen (SIGSTOP) and killed under load", ""]
             rows = [[p["phase"], _statuses(p["statuses"]), p["longest_s"]] for p in r["phases"]]
-            lines += _table(["phase (4 s each, 16 clients)", "answers by status", "longest request (s)"], rows)
+            lines += _table(["phase (4 s each, 16 clients)", "answers by status and code", "longest request (s)"], rows)
+            lines += ["A request counts in the phase in which it started: those started just before the freeze",
+                      "end in it; right after the thaw a few meet connections the outage broke.", ""]  # fmt: skip
             lines += [f"Relay log: {r['outage_log_lines']} outage line(s) (\"Redis is not answering\"), "
                       f"{r['tracebacks']} tracebacks. 503s carry code `store_unavailable`. With Redis gone, "
                       f"the database's {_books(out['books_after_redis'])}.", ""]  # fmt: skip

@@ -20,8 +20,8 @@ from reliability.report import write
 from reliability.soak import soak
 from reliability.stack import ROOT, Stack
 
-ROUNDS = int(os.environ.get("RELIABILITY_ROUNDS", "6"))
-ROUND_SECONDS = int(os.environ.get("RELIABILITY_ROUND_SECONDS", "15"))
+ROUNDS = int(os.environ.get("RELIABILITY_ROUNDS", "5"))
+ROUND_SECONDS = int(os.environ.get("RELIABILITY_ROUND_SECONDS", "12"))
 
 
 def machine() -> dict[str, str]:

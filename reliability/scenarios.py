@@ -151,7 +151,17 @@ def _post(url: str, key: str, stream: bool) -> tuple[int, bytes]:
     return answer.status_code, answer.content
 
 
-def upstream_faults(stack: Stack, url: str, per_kind: int = 12) -> dict[str, Any]:
+def _code(status: int, body: bytes) -> str:
+    """ "503 store_unavailable": the status and, for an error, its code."""
+    if status < 400:
+        return str(status)
+    try:
+        return f"{status} {json.loads(body)['error']['code']}"
+    except (ValueError, KeyError, TypeError):
+        return str(status)
+
+
+def upstream_faults(stack: Stack, url: str, per_kind: int = 8) -> dict[str, Any]:
     """Each fault on the faulty key beside a healthy one. Before the first
     byte every request must still succeed; after it, a stream must end
     cleanly (an error event or [DONE]) and be billed."""
@@ -159,7 +169,7 @@ def upstream_faults(stack: Stack, url: str, per_kind: int = 12) -> dict[str, Any
     for fault, options in BEFORE_FIRST_BYTE:
         stack.reset_upstream()
         stack.manage("reliability.books", "reset-keys")
-        time.sleep(1.2)  # the relay reloads its snapshot
+        time.sleep(1.1)  # the relay reloads its snapshot
         stack.behave("sk-upstream-faulty", fault, **options)
         streams = [False] * per_kind if fault in ("reset_mid_body", "stall_after_headers", "quote_key") else [
             i % 2 == 1 for i in range(per_kind)]  # fmt: skip
@@ -218,10 +228,10 @@ def redis_outage(stack: Stack, url: str) -> dict[str, Any]:
         while not stop.is_set():
             name = phase["name"]
             started = time.monotonic()
-            status, _ = _post(url, stack.key, False)
+            status, body = _post(url, stack.key, False)
             took = time.monotonic() - started
             with lock:
-                phases.setdefault(name, Counter())[str(status)] += 1
+                phases.setdefault(name, Counter())[_code(status, body)] += 1
                 longest[name] = max(longest.get(name, 0.0), took)
 
     threads = [threading.Thread(target=client, daemon=True) for _ in range(16)]

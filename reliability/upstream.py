@@ -30,11 +30,10 @@ class SoakEmulator(OpenAIEmulator):
         inner = super()._endpoint(handler, body_kind)
 
         async def endpoint(request: web.Request) -> web.StreamResponse:
+            self.counts[self._key_of(request) or ""] += 1  # on arrival: streams in flight count
             try:
                 return await inner(request)
             finally:
-                for record in self.requests:
-                    self.counts[record["key"] or ""] += 1
                 self.requests.clear()
 
         return endpoint

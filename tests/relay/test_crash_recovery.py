@@ -64,8 +64,13 @@ def test_sigkill_during_load_then_reconcile(relay_setup, gateway, spawn_relay):
     second = asyncio.run(load(urls, key, 40, kill=lambda: os.kill(victim.proc.pid, signal.SIGKILL)))
     completed = [rid for s, rid in first + second if s == 200]
     assert 20 + 10 <= len(completed) < 60  # the gateway's half completed; the victim's did not
-    wait_for(lambda: UsageLog.objects.filter(request_id__in=completed).count() == len(completed), timeout=15)
-    services.settle_stranded_usage(min_idle_ms=0)
+    # The victim may have read some of its events off the stream before it died:
+    # they wait, pending, for billing.settle_usage (idempotent), as beat runs it.
+    def all_written() -> bool:
+        services.settle_stranded_usage(min_idle_ms=0)
+        return UsageLog.objects.filter(request_id__in=completed).count() == len(completed)
+
+    wait_for(all_written, timeout=15, interval=0.5)
     report = services.reconcile(stale_hold_seconds=0)
     # the victim's requests had gone upstream: reconcile queued their charges at the estimate
     services.settle_stranded_usage(min_idle_ms=0)
