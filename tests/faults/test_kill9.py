@@ -57,7 +57,12 @@ def test_streams_in_flight_at_kill_9_are_charged_at_their_estimate(relay_setup, 
     for client in clients:
         client.join(10)
     services.reconcile(stale_hold_seconds=0)
-    services.settle_stranded_usage(min_idle_ms=0)
+
+    def settled() -> bool:  # as beat runs billing.settle_usage, again and again
+        services.settle_stranded_usage(min_idle_ms=0)
+        return UsageLog.objects.count() >= 4
+
+    wait_for(settled, timeout=15, interval=0.5)
     # then: each request is on the books, charged at its hold's estimate
     rows = list(UsageLog.objects.all())
     assert len(rows) == 4
