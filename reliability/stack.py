@@ -110,6 +110,7 @@ class Stack:
     key: str = ""
     user_id: int = 0
     env: dict[str, str] = field(default_factory=dict)
+    database: str = ""  # service mode: the PostgreSQL database made for the run, dropped at stop
 
     def start(self, redis_timeout_ms: int = 500) -> Stack:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -125,7 +126,7 @@ class Stack:
             "LOG_FORMAT": "plain",
         }
         if self.mode == "service":
-            name = f"oneproxy_reliability_{os.getpid()}"
+            name = self.database = f"oneproxy_reliability_{os.getpid()}"
             subprocess.run(["dropdb", "--if-exists", "-h", "127.0.0.1", "-U", "postgres", name], check=False)
             subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", name], check=True)
             self.redis = Redis().start()
@@ -213,3 +214,5 @@ class Stack:
             self.upstream.wait(10)
         if self.redis is not None:
             self.redis.stop()
+        if self.database:
+            subprocess.run(["dropdb", "--if-exists", "-h", "127.0.0.1", "-U", "postgres", self.database], check=False)
