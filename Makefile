@@ -38,11 +38,20 @@ test: test-embedded
 		echo "service-mode suite not run: set DATABASE_URL (PostgreSQL) and REDIS_URL to run it"; \
 	fi
 
-test-embedded: $(VENV)/.dev
+# Claude Code's CLI for tests/relay/test_claude_code.py, from npm into
+# .venv/node; without node that one test is skipped.
+CLAUDE_CODE_VERSION := 2.1.197
+$(VENV)/node/.installed: | $(BIN)/python
+	@if command -v npm >/dev/null; then \
+		npm install --prefix $(VENV)/node --no-audit --no-fund --loglevel=error \
+			@anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION) && touch $@; \
+	else echo "npm not found: the Claude Code CLI test will be skipped"; fi
+
+test-embedded: $(VENV)/.dev $(VENV)/node/.installed
 	DATABASE_URL= REDIS_URL= ONEPROXY_FAIL_ON_SKIP= ONEPROXY_DATA_DIR=$(CURDIR)/data/test-embedded \
 		$(BIN)/pytest -n $(PYTEST_WORKERS) -p no:cacheprovider
 
-test-service: $(VENV)/.dev
+test-service: $(VENV)/.dev $(VENV)/node/.installed
 	ONEPROXY_DATA_DIR=$(CURDIR)/data/test-service \
 		$(BIN)/pytest -n $(PYTEST_WORKERS) -p no:cacheprovider
 

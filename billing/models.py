@@ -151,6 +151,13 @@ class ModelPrice(dj.Model):
         max_digits=14, decimal_places=6, null=True, blank=True, help_text="Empty: same as input."
     )
     audio = dj.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    cache_write = dj.DecimalField(
+        max_digits=14,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        help_text="Per 1M prompt tokens written to a prompt cache (Anthropic); empty: same as input.",
+    )
     per_request = dj.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
     per_image = dj.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
     per_second = dj.DecimalField(
@@ -257,7 +264,8 @@ class UsageLog(dj.Model):
     key = dj.ForeignKey("channels_app.ChannelKey", on_delete=dj.PROTECT, null=True, blank=True, related_name="usage")
     prompt_tokens = dj.PositiveIntegerField(default=0)
     completion_tokens = dj.PositiveIntegerField(default=0)
-    cached_tokens = dj.PositiveIntegerField(default=0)
+    cached_tokens = dj.PositiveIntegerField(default=0, help_text="Of the prompt: read from a prompt cache.")
+    cache_write_tokens = dj.PositiveIntegerField(default=0, help_text="Of the prompt: written to a prompt cache.")
     estimated = dj.BooleanField(default=False, help_text="Tokens counted locally; upstream reported none.")
     cost = dj.BigIntegerField(default=0, help_text="µUSD charged")
     held = dj.BigIntegerField(default=0, help_text="µUSD held for the request before it was forwarded")

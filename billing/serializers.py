@@ -202,7 +202,8 @@ class UsageLogSerializer(serializers.ModelSerializer):
         model = UsageLog
         fields = [
             "id", "created_at", "user", "token", "model", "channel", "key_id", "prompt_tokens",
-            "completion_tokens", "cached_tokens", "cost_usd", "attempts", "status", "latency_ms", "stream",
+            "completion_tokens", "cached_tokens", "cache_write_tokens", "cost_usd", "attempts", "status",
+            "latency_ms", "stream",
         ]  # fmt: skip
         read_only_fields = fields
 

@@ -107,6 +107,7 @@ def load_prices() -> dict[tuple[str, str], PriceSnap]:
             output=p.output,
             cached_input=p.input if p.cached_input is None else p.cached_input,
             audio=p.input if p.audio is None else p.audio,
+            cache_write=p.input if p.cache_write is None else p.cache_write,
             per_request=p.per_request,
             per_image=p.per_image,
             per_second=p.per_second,

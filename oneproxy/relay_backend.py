@@ -77,4 +77,6 @@ def relay_config() -> RelayConfig:
         redis_timeout=settings.ONEPROXY_REDIS_TIMEOUT_MS / 1000,
         body_timeout=float(settings.ONEPROXY_BODY_TIMEOUT_SECONDS),
         max_receiving=settings.ONEPROXY_MAX_RECEIVING,
+        image_fetch_max_bytes=settings.ONEPROXY_IMAGE_FETCH_MAX_BYTES,
+        image_fetch_networks=settings.ONEPROXY_IMAGE_FETCH_ALLOW_NETWORKS,
     )

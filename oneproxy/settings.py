@@ -60,6 +60,10 @@ ONEPROXY_ADMIN_PASSWORD = envstr("ONEPROXY_ADMIN_PASSWORD")
 ONEPROXY_ADMIN_ACCESS_TOKEN = envtoken("ONEPROXY_ADMIN_ACCESS_TOKEN")
 ONEPROXY_MAX_BODY_BYTES = envint("ONEPROXY_MAX_BODY_BYTES", 32 * 1024 * 1024, minimum=1024)
 ONEPROXY_TRUSTED_PROXIES = envcidrs("ONEPROXY_TRUSTED_PROXIES")
+# Images fetched by URL for providers that take only inline data (Anthropic):
+# the size cap, and networks the fetch may reach although private or loopback.
+ONEPROXY_IMAGE_FETCH_MAX_BYTES = envint("ONEPROXY_IMAGE_FETCH_MAX_BYTES", 5 * 1024 * 1024, minimum=1024)
+ONEPROXY_IMAGE_FETCH_ALLOW_NETWORKS = envcidrs("ONEPROXY_IMAGE_FETCH_ALLOW_NETWORKS")
 # Attempts after the first one: another key, then another channel.
 ONEPROXY_RETRY_COUNT = envint("ONEPROXY_RETRY_COUNT", 3, minimum=0, maximum=20)
 # Completion tokens assumed for a hold when the request sets no max_tokens.

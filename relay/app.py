@@ -34,6 +34,7 @@ from relay.errors import RelayError, bad_request, model_not_found
 from relay.fast_redis import RespClient
 from relay.holds import most_usage, prompt_estimate
 from relay.http import ClientGone, Receive, Scope, Send, header, read_body, send_response
+from relay.images import ImageFetcher
 from relay.inbound import INBOUND
 from relay.journal import Journal
 from relay.keypool import STATS_FLUSH_SECONDS, KeyPool
@@ -50,9 +51,15 @@ from relay.validation import validate
 
 log = logging.getLogger("oneproxy.relay")
 
-POST_ENDPOINTS = JSON_ENDPOINTS | {"audio/transcriptions", "audio/translations"}
+# Anthropic's Messages API (relay/inbound/anthropic.py), under /v1 only.
+MESSAGES_ENDPOINTS = frozenset({"messages", "messages/count_tokens"})
+COUNT_TOKENS = "messages/count_tokens"
+OPENAI_POST_ENDPOINTS = JSON_ENDPOINTS | {"audio/transcriptions", "audio/translations"}
+POST_ENDPOINTS = OPENAI_POST_ENDPOINTS | MESSAGES_ENDPOINTS
 # Relay paths served without the /v1 prefix too.
-UNPREFIXED = frozenset("/" + e for e in POST_ENDPOINTS) | {"/models"}
+UNPREFIXED = frozenset("/" + e for e in OPENAI_POST_ENDPOINTS) | {"/models"}
+# Request headers an Anthropic channel gets from an Anthropic-format client.
+ANTHROPIC_HEADERS = (b"anthropic-version", b"anthropic-beta")
 BILLING_ENDPOINTS = frozenset({"dashboard/billing/subscription", "dashboard/billing/usage"})
 SWITCH_INTERVAL = 0.0005
 GC_THRESHOLD = 20_000
@@ -73,6 +80,9 @@ class RelayConfig:
     # requests may be receiving one at once (503 server_busy past it).
     body_timeout: float = 30.0
     max_receiving: int = 1024
+    # Images fetched by URL for providers that need the bytes (relay/images.py).
+    image_fetch_max_bytes: int = 5 * 1024 * 1024
+    image_fetch_networks: tuple[IPv4Network | IPv6Network, ...] = ()
     # Connect and read timeout of every Redis call, seconds.
     redis_timeout: float = 1.0
     # The longest a key cools on an upstream's Retry-After.
@@ -102,6 +112,7 @@ class Relay:
         self.db: DbWorker | None = None
         self.ledger: Ledger | None = None
         self.upstream: Upstream | None = None
+        self.images: ImageFetcher | None = None
         self.settlement: Settlement | None = None
         self._background: list[asyncio.Task[None]] = []
         self._redis: Any = None  # redis.asyncio.Redis in service mode
@@ -166,8 +177,9 @@ class Relay:
             trust_env=False,
         )
         self.settlement = Settlement(self.ledger, self.pool)
+        self.images = ImageFetcher(self.config.image_fetch_max_bytes, self.config.image_fetch_networks)
         self.upstream = Upstream(
-            self.session, self.pool, self.settlement, self.config.retry_count, self._transition, _no_images
+            self.session, self.pool, self.settlement, self.config.retry_count, self._transition, self.images.fetch_all
         )
         self._background.append(asyncio.create_task(self._poll_config()))
         self._background.append(asyncio.create_task(self._flush_key_stats()))
@@ -190,6 +202,8 @@ class Relay:
         await asyncio.gather(*self._background, return_exceptions=True)
         if self.session is not None:
             await self.session.close()
+        if self.images is not None:
+            await self.images.close()
         if self.db is not None:
             await self.db.close()
         for client in (self._redis, self._subscriber):
@@ -338,7 +352,7 @@ class Relay:
             self.receiving -= 1
         content_type = (header(scope, b"content-type") or b"application/json").decode("latin-1")
         payload: dict[str, Any] | None = None
-        if endpoint in JSON_ENDPOINTS:
+        if endpoint in JSON_ENDPOINTS or endpoint in MESSAGES_ENDPOINTS:
             try:
                 payload = orjson.loads(raw)
             except orjson.JSONDecodeError:
@@ -359,6 +373,18 @@ class Relay:
         call = Call(
             request_id, started, snapshot, inbound, endpoint, token, user, model, raw, payload, content_type, stream
         )
+        if inbound.format == "anthropic":
+            call.client_headers = {
+                name.decode(): value.decode("latin-1") for name in ANTHROPIC_HEADERS if (value := header(scope, name))
+            }
+            if endpoint == COUNT_TOKENS:
+                native = tuple(t for t in (tuple(c for c in tier if c.protocol == "anthropic") for tier in tiers) if t)
+                if not native:
+                    # No Anthropic channel to ask: counted here, free, nothing sent upstream.
+                    body = orjson.dumps({"input_tokens": self.settlement.estimate(call, "").prompt_tokens})
+                    await send_response(send, 200, body, request_id)
+                    return
+                tiers = native
         price = access.price(snapshot, model, tiers[0][0])
         cap = max(channel.max_tokens for tier in tiers for channel in tier)
         most = most_usage(endpoint, payload, raw, prompt_estimate(payload, raw), cap)
@@ -402,10 +428,6 @@ def _error_body(endpoint: str, error: RelayError, request_id: str) -> bytes:
     inbound = INBOUND.get(inbound_format(endpoint), INBOUND["openai"])
     message = f"{error.message} (request id: {request_id})"
     return inbound.error_body(error.status, message, error.type, error.code, error.param)
-
-
-async def _no_images(call: Call, urls: list[str]) -> None:
-    raise bad_request("Image URLs are not fetched for this channel.", code="unsupported_content")
 
 
 def multipart_field(body: bytes, content_type: str, name: str) -> str | None:

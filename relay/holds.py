@@ -149,6 +149,8 @@ def most_usage(endpoint: str, payload: dict[str, Any] | None, raw: bytes, prompt
     if endpoint == "images/generations":
         # gpt-image models also bill output tokens; per-image prices the rest.
         return Usage(prompt_tokens=prompt, completion_tokens=default_cap * outputs, images=outputs)
+    if endpoint == "messages/count_tokens":
+        return Usage()  # free at Anthropic
     if endpoint not in GENERATING:
         return Usage(prompt_tokens=prompt)
     cap = default_cap

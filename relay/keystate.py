@@ -68,6 +68,7 @@ KEY_CODES = frozenset(
         "invalid_key",
         "authentication_error",
         "permission_error",
+        "billing_error",
         "permission_denied",
         "unauthenticated",
         "insufficient_quota",

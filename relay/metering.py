@@ -3,6 +3,11 @@
 cost = ceil((Σ tokens_k × price_k + per_request × 1e6 + images × per_image × 1e6
              + audio_ms × per_second × 1e3) × group_mult × team_mult)
 
+The prompt's tokens split into plain input, cache reads (``cached_tokens``,
+at the cached-input price: OpenAI's cached tokens and Anthropic's
+cache_read_input_tokens alike), cache writes (``cache_write_tokens``,
+Anthropic's cache_creation_input_tokens, at the cache-write price) and audio.
+
 Prices are USD per 1M tokens, so tokens × price is already µUSD. Exact
 integer arithmetic on the decimals' integer ratios (PriceSnap.units), no
 floats; the one rounding is the final ceiling.
@@ -25,8 +30,9 @@ from relay.snapshot import PriceSnap
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cached_tokens: int = 0
+    cached_tokens: int = 0  # of prompt_tokens: read from a prompt cache
     audio_tokens: int = 0
+    cache_write_tokens: int = 0  # of prompt_tokens: written to a prompt cache
     images: int = 0
     # Milliseconds of audio, for models priced by duration (whisper-1 reports
     # {"type": "duration", "seconds": …} instead of tokens).
@@ -36,12 +42,14 @@ class Usage:
 
 def cost_micro(usage: Usage, price: PriceSnap, group_mult: Decimal, team_mult: Decimal) -> int:
     cached = min(usage.cached_tokens, usage.prompt_tokens)
-    audio = min(usage.audio_tokens, usage.prompt_tokens - cached)
-    plain_input = usage.prompt_tokens - cached - audio
-    denominator, (inp, out, cached_in, audio_in, per_request, per_image, per_ms) = price.units
+    written = min(usage.cache_write_tokens, usage.prompt_tokens - cached)
+    audio = min(usage.audio_tokens, usage.prompt_tokens - cached - written)
+    plain_input = usage.prompt_tokens - cached - written - audio
+    denominator, (inp, out, cached_in, audio_in, cache_write, per_request, per_image, per_ms) = price.units
     total = (
         plain_input * inp
         + cached * cached_in
+        + written * cache_write
         + audio * audio_in
         + usage.completion_tokens * out
         + per_request

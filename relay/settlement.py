@@ -92,6 +92,8 @@ class Settlement:
     def usage_from_body(self, call: Call, provider: Provider, data: bytes, content_type: bytes) -> Usage:
         """Usage of a whole answer passed through: as the upstream reported
         it, else counted."""
+        if call.endpoint == "messages/count_tokens":
+            return Usage()  # free at Anthropic
         json_body = content_type.startswith(b"application/json")
         if json_body and call.endpoint != "images/generations":  # images are billed by count: that needs the body
             usage = provider.native_usage(data)
@@ -135,6 +137,8 @@ class Settlement:
             system = payload.get("system")  # Anthropic's Messages API
             if system:
                 prompt += tokenizer.count_chat_prompt([{"content": system}], call.model)
+            if payload.get("tools"):
+                prompt += tokenizer.count_tokens(orjson.dumps(payload["tools"]).decode(), call.model)
         else:
             text = payload.get("prompt", payload.get("input", ""))
             if isinstance(text, list):

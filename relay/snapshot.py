@@ -101,13 +101,18 @@ class PriceSnap:
     per_request: Decimal = Decimal(0)
     per_image: Decimal = Decimal(0)
     per_second: Decimal = Decimal(0)
+    # Writing a token to a prompt cache (Anthropic's cache_creation_input_tokens); None: as input.
+    cache_write: Decimal | None = None
     # The same prices as exact integers over one denominator, in µUSD per
     # token, per request, per image and per millisecond of audio
     # (relay/metering.py computes with these).
     units: tuple[int, tuple[int, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        per_token = (self.input, self.output, self.cached_input, self.audio)
+        if self.cache_write is None:
+            object.__setattr__(self, "cache_write", self.input)
+        assert self.cache_write is not None
+        per_token = (self.input, self.output, self.cached_input, self.audio, self.cache_write)
         whole = (self.per_request * 1_000_000, self.per_image * 1_000_000, self.per_second * 1_000)
         ratios = [value.as_integer_ratio() for value in (*per_token, *whole)]
         denominator = math.lcm(*(den for _, den in ratios))

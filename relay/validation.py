@@ -18,7 +18,7 @@ from relay.errors import RelayError, bad_request
 MAX_CHOICES = 128
 MAX_TOKENS = 10_000_000
 CAP_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
-MESSAGE_ENDPOINTS = frozenset({"chat/completions"})
+MESSAGE_ENDPOINTS = frozenset({"chat/completions", "messages", "messages/count_tokens"})
 
 
 def _type_name(value: object) -> str:
@@ -74,6 +74,9 @@ def validate(endpoint: str, payload: dict[str, object]) -> None:
         _count(payload, field, MAX_TOKENS)
     _count(payload, "n", MAX_CHOICES)
     _count(payload, "best_of", MAX_CHOICES)
+    if endpoint == "messages" and payload.get("max_tokens") is None:
+        # Anthropic's API requires it, whichever channel answers.
+        raise bad_request("max_tokens: Field required", param="max_tokens", code="missing_max_tokens")
     if endpoint in MESSAGE_ENDPOINTS:
         messages = payload.get("messages")
         if messages is None:

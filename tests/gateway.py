@@ -17,7 +17,16 @@ from django.conf import settings
 
 T = TypeVar("T")
 
-__all__ = ["Gateway", "gateway", "relay_process", "relay_setup", "spawn_relay", "wait_for"]
+__all__ = [
+    "Gateway",
+    "anthropic_setup",
+    "gateway",
+    "gateway_with_loopback_images",
+    "relay_process",
+    "relay_setup",
+    "spawn_relay",
+    "wait_for",
+]
 
 
 def wait_for(predicate: Callable[[], T | None], timeout: float = 15.0, interval: float = 0.05) -> T:
@@ -61,8 +70,7 @@ def _flush_redis() -> None:
         client.delete(key)
 
 
-@pytest.fixture
-def gateway(transactional_db) -> Iterator[Gateway]:
+def _serve_gateway() -> Iterator[Gateway]:
     import os
 
     from oneproxy.asgi import build
@@ -96,6 +104,22 @@ def gateway(transactional_db) -> Iterator[Gateway]:
 
 
 @pytest.fixture
+def gateway(transactional_db) -> Iterator[Gateway]:
+    yield from _serve_gateway()
+
+
+@pytest.fixture
+def gateway_with_loopback_images(transactional_db, settings) -> Iterator[Gateway]:
+    """A gateway whose image fetching may reach 127.0.0.1 (the emulators'
+    image server): ONEPROXY_IMAGE_FETCH_ALLOW_NETWORKS, which production
+    leaves empty, so loopback and private addresses are refused."""
+    import ipaddress
+
+    settings.ONEPROXY_IMAGE_FETCH_ALLOW_NETWORKS = (ipaddress.ip_network("127.0.0.1/32"),)
+    yield from _serve_gateway()
+
+
+@pytest.fixture
 def relay_setup(transactional_db, openai_emulator):
     """A user with $10, a relay token, and one OpenAI channel on the emulator."""
     from billing import services
@@ -123,6 +147,38 @@ def relay_setup(transactional_db, openai_emulator):
         keys=["sk-upstream-good"],
     )
     return {"user": user, "token": token, "key": key, "channel": channel, "emulator": openai_emulator}
+
+
+# Anthropic's list prices (billing/migrations/0005 and 0010): input, output, cache read, cache write.
+CLAUDE_PRICES = {
+    "claude-sonnet-4-6": ("3", "15", "0.3", "3.75"),
+    "claude-haiku-4-5": ("1", "5", "0.1", "1.25"),
+}
+
+
+@pytest.fixture
+def anthropic_setup(relay_setup, anthropic_emulator):
+    """relay_setup's user, token and OpenAI channel, plus an Anthropic channel
+    on the Anthropic emulator serving the Claude models (priced as listed),
+    with its default ``max_tokens`` at 1024."""
+    from billing.models import ModelPrice
+    from channels_app.services import create_channel
+
+    for model, (inp, out, read, write) in CLAUDE_PRICES.items():
+        ModelPrice.objects.update_or_create(
+            model=model,
+            channel_type="",
+            defaults={"input": inp, "output": out, "cached_input": read, "cache_write": write},
+        )
+    channel = create_channel(
+        name="claude",
+        type="anthropic",
+        base_url=anthropic_emulator.root_url,
+        models=list(CLAUDE_PRICES),
+        keys=["sk-ant-upstream-good"],
+        config={"max_tokens": 1024},
+    )
+    return {**relay_setup, "anthropic": channel, "anthropic_emulator": anthropic_emulator}
 
 
 def wait_for_key(url: str, key: str) -> None:

@@ -29,12 +29,12 @@ class ModelPriceForm(forms.ModelForm):
     class Meta:
         model = ModelPrice
         fields = (
-            "model", "channel_type", "input", "output", "cached_input", "audio", "per_request", "per_image",
-            "source", "as_of",
+            "model", "channel_type", "input", "output", "cached_input", "cache_write", "audio", "per_request",
+            "per_image", "source", "as_of",
         )  # fmt: skip
 
 
-_PRICE_COLUMNS = {"input", "output", "cached_input", "audio", "per_request", "per_image"}
+_PRICE_COLUMNS = {"input", "output", "cached_input", "cache_write", "audio", "per_request", "per_image"}
 
 
 @admin.register(ModelPrice)
@@ -46,13 +46,14 @@ class ModelPriceAdmin(OperatorOnlyAdmin):
         "input",
         "output",
         "cached_input",
+        "cache_write",
         "audio",
         "per_request",
         "per_image",
         "as_of",
         "updated_at",
     )
-    list_editable = ("input", "output", "cached_input", "audio", "per_request", "per_image")
+    list_editable = ("input", "output", "cached_input", "cache_write", "audio", "per_request", "per_image")
     list_filter = ("channel_type", "as_of")
     search_fields = ("model", "source")
 

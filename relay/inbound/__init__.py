@@ -3,7 +3,7 @@ API), each turned into the hub shape and back (relay/providers/base.py)."""
 
 from __future__ import annotations
 
-from relay.inbound import openai
+from relay.inbound import anthropic, openai
 from relay.providers.base import Inbound
 
-INBOUND: dict[str, Inbound] = {"openai": openai.INBOUND}
+INBOUND: dict[str, Inbound] = {"openai": openai.INBOUND, "anthropic": anthropic.INBOUND}

@@ -10,10 +10,10 @@ left from before.
 from __future__ import annotations
 
 from relay.channel_types import CHANNEL_TYPES
-from relay.providers import openai
+from relay.providers import anthropic, openai
 from relay.providers.base import Provider
 
-PROVIDERS: dict[str, Provider] = {"openai": openai.PROVIDER}
+PROVIDERS: dict[str, Provider] = {"openai": openai.PROVIDER, "anthropic": anthropic.PROVIDER}
 
 
 def has_adapter(channel_type: str) -> bool:

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 
 ROW_FIELDS = {
     "id", "created_at", "user", "token", "model", "channel", "key_id", "prompt_tokens", "completion_tokens",
-    "cached_tokens", "cost_usd", "attempts", "status", "latency_ms", "stream",
+    "cached_tokens", "cache_write_tokens", "cost_usd", "attempts", "status", "latency_ms", "stream",
 }  # fmt: skip
 
 
@@ -51,6 +51,7 @@ def test_rows_carry_the_contract_fields(make_user, api):
         "prompt_tokens": 10,
         "completion_tokens": 5,
         "cached_tokens": 2,
+        "cache_write_tokens": 0,
         "cost_usd": "0.001234",
         "attempts": 2,
         "status": 200,

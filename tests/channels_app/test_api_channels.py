@@ -125,7 +125,7 @@ def test_a_type_without_an_adapter_cannot_be_created(operator, api, channel_type
     # then: refused, naming the type, enabled or not
     assert response.status_code == 400 and disabled.status_code == 400
     message = response.json()["error"]["fields"]["type"][0]
-    assert f'"{channel_type}" has no provider adapter' in message and "openai" in message
+    assert f'"{channel_type}" has no provider adapter' in message and "anthropic" in message
     assert not Channel.objects.filter(type=channel_type).exists()
 
 

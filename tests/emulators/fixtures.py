@@ -17,9 +17,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from .anthropic_api import AnthropicEmulator
 from .openai_api import OpenAIEmulator
 
-__all__ = ["openai_emulator", "openai_emulator_server"]
+__all__ = ["anthropic_emulator", "anthropic_emulator_server", "openai_emulator", "openai_emulator_server"]
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +40,20 @@ def openai_emulator(openai_emulator_server: OpenAIEmulator) -> Iterator[OpenAIEm
     yield openai_emulator_server
     # Also after: releases any stream a failed test left paused on the gate.
     openai_emulator_server.reset()
+
+
+@pytest.fixture(scope="session")
+def anthropic_emulator_server() -> Iterator[AnthropicEmulator]:
+    emulator = AnthropicEmulator().start()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture
+def anthropic_emulator(anthropic_emulator_server: AnthropicEmulator) -> Iterator[AnthropicEmulator]:
+    """A freshly reset Anthropic emulator (``valid_keys=("sk-ant-upstream-good",)``)."""
+    anthropic_emulator_server.reset()
+    yield anthropic_emulator_server
+    anthropic_emulator_server.reset()

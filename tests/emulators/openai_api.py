@@ -58,6 +58,7 @@ from .base import EmulatorBase, Handler
 from .base import EventStream as _EventStream
 from .base import random_id as _random_id
 from .openai_media import MediaEndpoints, _as_text_list, _content_text, count_words
+from .schemas import sample
 
 __all__ = ["BEHAVIOURS", "REPLY_WORDS", "OpenAIEmulator", "count_words", "reply_text"]
 
@@ -68,6 +69,7 @@ DEFAULT_CHUNKS = len(REPLY_WORDS)
 PER_MESSAGE_TOKENS = 3
 DEFAULT_EMBEDDING_DIMENSIONS = 8
 SYSTEM_FINGERPRINT = "fp_e0e1a7c0de"
+TOOL_CALL_TOKENS = 12  # completion tokens of one tool call
 
 
 # --------------------------------------------------------------------------- helpers
@@ -370,13 +372,16 @@ class OpenAIEmulator(MediaEndpoints, EmulatorBase):
                 400, "Invalid 'messages': expected a non-empty array.", param="messages", code="invalid_value"
             )
         n_choices = self._choice_count(body)
+        calls = self._tool_calls(body, messages)
         length, truncated = self._reply_length(body, "max_completion_tokens", "max_tokens")
-        pieces = reply_pieces(length)
-        finish_reason = "length" if truncated else "stop"
+        pieces = reply_pieces(length) if not calls else []
+        finish_reason = "tool_calls" if calls else "length" if truncated else "stop"
         prompt_tokens = _messages_tokens(messages)
-        usage = self._chat_usage(prompt_tokens, length * n_choices)
+        usage = self._chat_usage(prompt_tokens, TOOL_CALL_TOKENS * len(calls) if calls else length * n_choices)
         completion_id = _random_id("chatcmpl-")
         created = int(time.time())
+        if calls:
+            return await self._answer_tool_calls(request, call, model, completion_id, created, calls, usage)
 
         if not call.wants_stream:
             payload: dict[str, Any] = {
@@ -439,6 +444,87 @@ class OpenAIEmulator(MediaEndpoints, EmulatorBase):
             await stream.data(chunk([choice(index, {}, finish_reason)]))
         if send_usage:
             await stream.data({**chunk([]), "usage": usage})
+        return await stream.done()
+
+    @staticmethod
+    def _tool_calls(body: dict[str, Any], messages: list[Any]) -> list[dict[str, Any]]:
+        """Tool calls to answer with: with ``tools`` (and ``tool_choice`` not
+        "none") and a last message from the user, the first tool (the forced
+        one), and the second too unless ``parallel_tool_calls`` is false.
+        Tool results must answer an earlier assistant tool call, as OpenAI checks."""
+        offered: set[str] = set()
+        for i, message in enumerate(messages):
+            if not isinstance(message, dict):
+                continue
+            for tool_call in message.get("tool_calls") or ():
+                offered.add(tool_call.get("id"))
+            if message.get("role") == "tool" and message.get("tool_call_id") not in offered:
+                raise _APIError(
+                    400,
+                    "Invalid parameter: messages with role 'tool' must be a response to a preceeding message "
+                    "with 'tool_calls'.",
+                    param=f"messages.[{i}].role",
+                )
+        tools = body.get("tools") or []
+        choice = body.get("tool_choice", "auto")
+        last = messages[-1] if isinstance(messages[-1], dict) else {}
+        if not tools or choice == "none" or last.get("role") != "user":
+            return []
+        if isinstance(choice, dict):
+            name = (choice.get("function") or {}).get("name")
+            tools = [t for t in tools if (t.get("function") or {}).get("name") == name]
+        count = 1 if body.get("parallel_tool_calls") is False or len(tools) < 2 else 2
+        return [
+            {
+                "id": _random_id("call_", 24),
+                "type": "function",
+                "function": {
+                    "name": tool["function"]["name"],
+                    "arguments": json.dumps(sample(tool["function"].get("parameters"))),
+                },
+            }
+            for tool in tools[:count]
+        ]
+
+    async def _answer_tool_calls(
+        self,
+        request: web.Request,
+        call: _Call,
+        model: str,
+        completion_id: str,
+        created: int,
+        calls: list[dict[str, Any]],
+        usage: dict[str, Any],
+    ) -> web.StreamResponse:
+        base = {"id": completion_id, "created": created, "model": model, "system_fingerprint": SYSTEM_FINGERPRINT}
+        if not call.wants_stream:
+            message = {"role": "assistant", "content": None, "tool_calls": calls, "refusal": None, "annotations": []}
+            payload = {
+                **base,
+                "object": "chat.completion",
+                "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": "tool_calls"}],
+            }
+            if self.report_usage:
+                payload["usage"] = usage
+            return self._json_response(call, payload)
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            return {**base, "object": "chat.completion.chunk", "choices": [choice]}
+
+        stream = await _EventStream.open(self, request, call)
+        await stream.data(chunk({"role": "assistant", "content": None}))
+        for index, tool_call in enumerate(calls):
+            head = {"index": index, "id": tool_call["id"], "type": "function",
+                    "function": {"name": tool_call["function"]["name"], "arguments": ""}}  # fmt: skip
+            await stream.data(chunk({"tool_calls": [head]}))
+            arguments = tool_call["function"]["arguments"]
+            for start in range(0, len(arguments), 8):
+                piece = {"index": index, "function": {"arguments": arguments[start : start + 8]}}
+                await stream.data(chunk({"tool_calls": [piece]}))
+        await stream.data(chunk({}, "tool_calls"))
+        if call.include_usage() and self.usage_in_stream:
+            await stream.data({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage})
         return await stream.done()
 
     @staticmethod
