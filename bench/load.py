@@ -49,6 +49,8 @@ def wrk(
     model: str = "bench-instant",
     pid: int | None = None,
     pid_on_server_core: bool = True,
+    fmt: str = "openai",
+    prompt_bytes: int = 0,
 ) -> WrkResult:
     """One wrk run; with ``pid``, that process's CPU time over the run is
     divided by the requests completed (``pid_on_server_core``: it runs on the
@@ -68,8 +70,12 @@ def wrk(
         str(LUA),
         url,
     ]
-    sup.record(argv, env_note=f"BENCH_KEY={'<key>' if key else ''} BENCH_MODEL={model}")
-    env = {**os.environ, "BENCH_KEY": key, "BENCH_MODEL": model}
+    note = f"BENCH_KEY={'<key>' if key else ''} BENCH_MODEL={model}"
+    if fmt != "openai" or prompt_bytes:
+        note += f" BENCH_FORMAT={fmt} BENCH_PROMPT_BYTES={prompt_bytes}"
+    sup.record(argv, env_note=note)
+    env = {**os.environ, "BENCH_KEY": key, "BENCH_MODEL": model, "BENCH_FORMAT": fmt}
+    env["BENCH_PROMPT_BYTES"] = str(prompt_bytes)
     cpu0 = cpu_seconds(pid) if pid else None
     core0 = core_busy_seconds(SERVER_CPUS)
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=seconds + 60)

@@ -1,6 +1,7 @@
 """Seed a fresh oneproxy database for the benchmark: a user with a large
-balance, one relay token, and two `openai` channels (the instant nginx
-upstream and the paced stream upstream). Prints {"key": ...} as JSON.
+balance, one relay token, two `openai` channels (the instant nginx
+upstream and the paced stream upstream) and one `anthropic` channel (nginx's
+fixed Messages answer). Prints {"key": ...} as JSON.
 
 Run after `manage.py bootstrap`, with the same environment:
     python bench/oneproxy_setup.py --instant http://127.0.0.1:18080/v1 --stream http://127.0.0.1:18081/v1
@@ -39,6 +40,14 @@ def main() -> None:
     # billing runs for real on every request.
     create_channel(
         name="nginx", type="openai", base_url=args.instant, models=["bench-instant"], keys=["sk-upstream-bench-instant"]
+    )
+    # nginx's root: the adapter adds /v1/messages, as the Anthropic SDK's base_url.
+    create_channel(
+        name="nginx-anthropic",
+        type="anthropic",
+        base_url=args.instant.removesuffix("/v1"),
+        models=["bench-claude"],
+        keys=["sk-ant-upstream-bench"],
     )
     create_channel(
         name="paced",

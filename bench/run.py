@@ -67,6 +67,16 @@ SLOW_STREAMS = _env_int("BENCH_SLOW_STREAMS", 2000)
 SLOW_CHUNKS = 20
 PROFILE_SECONDS = _env_int("BENCH_PROFILE_SECONDS", 10)
 
+# (b) Formats and prompt sizes at FORMAT_CONNECTIONS: (scenario, path, client format, model, prompt bytes).
+FORMAT_CONNECTIONS = 64
+FORMAT_SCENARIOS = [
+    ("pass-through, 0.1 KB prompt", "/v1/chat/completions", "openai", "bench-instant", 100),
+    ("pass-through, 12 KB prompt", "/v1/chat/completions", "openai", "bench-instant", 12_000),
+    ("pass-through, 60 KB prompt", "/v1/chat/completions", "openai", "bench-instant", 60_000),
+    ("OpenAI client → anthropic channel", "/v1/chat/completions", "openai", "bench-claude", 100),
+    ("Anthropic client → openai channel", "/v1/messages", "anthropic", "bench-instant", 100),
+]
+
 PG_URL = "postgres://postgres@127.0.0.1:5432"
 REDIS_DB = 9
 REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
@@ -407,6 +417,45 @@ class Bench:
             if t.proc is not None:
                 self.res(t.name)["rss_after_load"] = rss_bytes(t.proc.pid)
 
+    def formats(self, targets: list[Target]) -> None:
+        """(b) The converted paths and larger prompts beside pass-through, at
+        FORMAT_CONNECTIONS, round-robin like (a); the floor runs the
+        pass-through rows (it forwards any body to the same nginx)."""
+        rounds: dict[tuple[str, str], list[dict]] = {}
+        for round_ in range(ROUNDS):
+            for scenario, path, fmt, model, size in FORMAT_SCENARIOS:
+                for t in targets:
+                    if t.name == "floor" and not scenario.startswith("pass-through"):
+                        continue
+                    url = t.url.rsplit("/v1/", 1)[0] + path
+                    try:
+                        r = wrk(
+                            self.sup,
+                            url,
+                            FORMAT_CONNECTIONS,
+                            SECONDS,
+                            key=t.key,
+                            model=model,
+                            pid=t.proc.pid if t.proc else None,
+                            fmt=fmt,
+                            prompt_bytes=size,
+                        )
+                    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                        self.not_measured(f"{t.name} {scenario}, round {round_ + 1}", f"wrk failed: {exc}")
+                        continue
+                    rounds.setdefault((t.name, scenario), []).append(asdict(r))
+                    if t.proc is not None:
+                        wait_idle(t.proc.pid)
+                    print(
+                        f"  round {round_ + 1} {t.name:<9} {scenario:<36} {r.rps:9.0f} req/s  p99 {r.p99_ms:7.2f} ms"
+                        f"  errors {r.errors}  cpu/req {r.cpu_ms_per_request or 0:.3f} ms",
+                        flush=True,
+                    )
+        for (name, scenario), runs in rounds.items():
+            best = max(runs, key=lambda r: r["rps"])
+            entry = {"scenario": scenario, **best, "rounds_rps": [r["rps"] for r in runs]}
+            self.res(name).setdefault("formats", []).append(entry)
+
     def latency(self, t: Target) -> None:
         print(f"[{t.name}] latency at {LATENCY_RATE:g} req/s, 1 connection, interleaved with direct", flush=True)
         pair = asyncio.run(
@@ -518,6 +567,8 @@ class Bench:
             targets = self.start_targets()
             relays = [t for t in targets if t.name != "direct"]
             self.throughput(targets)
+            print(f"[formats] converted paths and prompt sizes at {FORMAT_CONNECTIONS} connections", flush=True)
+            self.formats([t for t in relays if t.name in ("floor", "embedded", "service")])
             self.each(relays, "latency", self.latency)
             self.each(relays, "streams", self.streams)
             self.each([t for t in relays if t.slow], "slow streams", self.slow_streams)
@@ -551,6 +602,8 @@ class Bench:
             "slow_streams": SLOW_STREAMS,
             "slow_chunks": SLOW_CHUNKS,
             "profile_seconds": PROFILE_SECONDS,
+            "format_connections": FORMAT_CONNECTIONS,
+            "format_scenarios": [s[0] for s in FORMAT_SCENARIOS],
             "server_cpus": sorted(procs.SERVER_CPUS),
             "load_cpus": sorted(procs.LOAD_CPUS),
         }

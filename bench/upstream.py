@@ -1,6 +1,7 @@
 """The instant upstream: nginx answering every chat completion with one fixed
-OpenAI-shaped body, so the upstream costs next to nothing and what is
-measured is the relay."""
+OpenAI-shaped body, and every Anthropic Messages request with one fixed
+message, so the upstream costs next to nothing and what is measured is the
+relay."""
 
 from __future__ import annotations
 
@@ -33,11 +34,25 @@ COMPLETION = {
 }
 
 
+# An Anthropic message as the Messages API returns it, with its usage.
+MESSAGE = {
+    "id": "msg_01BenchInstant000000000001",
+    "type": "message",
+    "role": "assistant",
+    "model": "bench-claude",
+    "content": [{"type": "text", "text": "Hello! How can I help you today?"}],
+    "stop_reason": "end_turn",
+    "stop_sequence": None,
+    "usage": {"input_tokens": 14, "output_tokens": 9, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+}
+
+
 def nginx_config(tmp: Path, port: int, cpu: int | None) -> Path:
     """Write nginx.conf into ``tmp``: one worker, no access log, runs in the
     foreground (``daemon off``) so the driver owns its lifetime."""
     body = json.dumps(COMPLETION, separators=(",", ":"))
-    assert "'" not in body  # the body sits in a single-quoted nginx string
+    message = json.dumps(MESSAGE, separators=(",", ":"))
+    assert "'" not in body + message  # the bodies sit in single-quoted nginx strings
     affinity = f"worker_cpu_affinity {1 << cpu:b};" if cpu is not None else ""
     conf = f"""
 worker_processes 1;
@@ -62,6 +77,10 @@ http {{
         location = /v1/chat/completions {{
             default_type application/json;
             return 200 '{body}';
+        }}
+        location = /v1/messages {{
+            default_type application/json;
+            return 200 '{message}';
         }}
     }}
 }}

@@ -12,6 +12,7 @@ from bench.report.tables import (
     _loadavg,
     breakdown_table,
     cpu_rss_table,
+    formats_table,
     latency_table,
     others_table,
     slow_table,
@@ -91,6 +92,19 @@ def write(res: dict, docs: Path) -> None:
         *throughput_tables(res),
         "",
         *[f"![{img}]({img})" for img in images],
+        "",
+        "### Converted paths and prompt sizes",
+        "",
+        f"`wrk -c {st.get('format_connections', 64)}` with `bench/post.lua` in its other modes: pass-through "
+        "(`BENCH_FORMAT=openai`, model `bench-instant` on the `openai` channel) with the user message padded "
+        "with English text to 0.1, 12 and 60 KB (`BENCH_PROMPT_BYTES`); an OpenAI client on the `anthropic` "
+        "channel (model `bench-claude`: nginx answers `/v1/messages` with a fixed Anthropic message, so the "
+        "request and the answer are converted); an Anthropic client (`BENCH_FORMAT=anthropic`, `/v1/messages`, "
+        "`x-api-key`) on the `openai` channel (converted both ways too). Round-robin and best of the rounds, as "
+        'above; "of the floor" is against the floor\'s requests/s at 64 connections in (a), its pass-through of '
+        "the same short request. The floor's own rows show what the larger bodies cost a bare forward.",
+        "",
+        *formats_table(res),
         "",
         "### CPU and memory",
         "",

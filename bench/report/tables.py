@@ -191,6 +191,28 @@ def targets_table(res: dict) -> list[str]:
                 _verdict(None if idle is None else idle <= targets.IDLE_RSS_MIB * MIB),
             )
         )
+    for name, label in (("embedded", "embedded"), ("service", "service")):
+        for scenario in ("OpenAI client → anthropic channel", "Anthropic client → openai channel"):
+            got = _format_rps(res, name, scenario)
+            rows.append(
+                (
+                    f"(issue 14) {scenario} ({label}), 64 connections: "
+                    f"≥ {targets.CONVERTED_SHARE_OF_FLOOR:.0%} of the floor",
+                    f"{_num(got)} req/s = {_pct(got, floor)} of the floor",
+                    _verdict(None if got is None or floor is None else got >= targets.CONVERTED_SHARE_OF_FLOOR * floor),
+                )
+            )
+        tiny = _format_rps(res, name, "pass-through, 0.1 KB prompt")
+        for size in ("12 KB", "60 KB"):
+            got = _format_rps(res, name, f"pass-through, {size} prompt")
+            rows.append(
+                (
+                    f"(issue 14) A {size} prompt ({label}): ≥ {targets.LARGE_PROMPT_SHARE_OF_TINY:.0%} of a "
+                    "0.1 KB prompt's requests/s",
+                    f"{_num(got)} vs {_num(tiny)} req/s = {_pct(got, tiny)}",
+                    _verdict(None if got is None or not tiny else got >= targets.LARGE_PROMPT_SHARE_OF_TINY * tiny),
+                )
+            )
     rows.append(
         (
             "Tests: a cached request performs zero database queries and zero sync-to-async hops",
@@ -341,6 +363,41 @@ def breakdown_table(res: dict) -> list[str]:
                 f"{g['ledger_ms']:.3f} | {g['upstream_ms']:.3f} | {g['outside_ms']:.3f} |"
             )
     return out if len(out) > 2 else [f"Server-Timing breakdown: {NM}."]
+
+
+def _format_rps(res: dict, name: str, scenario: str) -> float | None:
+    for row in _get(res, name, "formats") or ():
+        if row["scenario"] == scenario:
+            return row["rps"]
+    return None
+
+
+def formats_table(res: dict) -> list[str]:
+    """(b) Converted paths and prompt sizes: requests/s, against the floor and the tiny prompt."""
+    scenarios = res.get("settings", {}).get("format_scenarios") or []
+    floor = _wrk_at(res, "floor", 64)
+    floor_rps = floor["rps"] if floor else None
+    out = [
+        "| scenario | floor req/s | embedded req/s | of the floor | service req/s | of the floor | "
+        "embedded p99 ms | embedded CPU/req ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for scenario in scenarios:
+        rows = {}
+        for name in ("floor", "embedded", "service"):
+            for row in _get(res, name, "formats") or ():
+                if row["scenario"] == scenario:
+                    rows[name] = row
+        emb, svc, fl = rows.get("embedded"), rows.get("service"), rows.get("floor")
+        out.append(
+            f"| {scenario} | {_num(fl and fl['rps'])} | {_num(emb and emb['rps'])} | "
+            f"{_pct(emb and emb['rps'], floor_rps)} | {_num(svc and svc['rps'])} | "
+            f"{_pct(svc and svc['rps'], floor_rps)} | "
+            f"{_num(emb and emb['p99_ms'], '{:.2f}')} | {_num(emb and emb['cpu_ms_per_request'], '{:.3f}')} |"
+        )
+    if len(out) == 2:
+        return [f"Formats and prompt sizes: {NM}."]
+    return out
 
 
 def stream_table(res: dict) -> list[str]:
