@@ -43,7 +43,7 @@ def seed_cache_writes(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0009_audio_prices_and_overdrafts'),
+        ('billing', '0010_history_rollups_batches_budget_counters'),
     ]
 
     operations = [
