@@ -74,7 +74,10 @@ def _static_files() -> None:
     """Collected once per test process, as `make run` and the Docker build do:
     admin pages name the manifest's hashed files, so tests render them as a
     deployment does (and the live gateway serves them). Test processes of
-    this checkout share STATIC_ROOT, so one collects at a time."""
+    this checkout share STATIC_ROOT, so one collects at a time, and once per
+    run: collectstatic deletes and rewrites every hashed file, so a second
+    worker collecting while the first renders admin pages made those pages
+    miss files (FileNotFoundError)."""
     import fcntl
     import hashlib
     import tempfile
@@ -83,9 +86,16 @@ def _static_files() -> None:
     from django.core.management import call_command
 
     digest = hashlib.sha256(str(settings.STATIC_ROOT).encode()).hexdigest()[:16]
-    with (Path(tempfile.gettempdir()) / f"oneproxy-collectstatic-{digest}.lock").open("w") as lock:
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID") or str(os.getpid())
+    with (Path(tempfile.gettempdir()) / f"oneproxy-collectstatic-{digest}.lock").open("a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        call_command("collectstatic", interactive=False, verbosity=0)
+        lock.seek(0)
+        if lock.read() != run:
+            call_command("collectstatic", interactive=False, verbosity=0)
+            lock.seek(0)
+            lock.truncate()
+            lock.write(run)
+            lock.flush()
 
 
 @pytest.fixture
