@@ -205,11 +205,23 @@ class UserAdmin(TeamScopedAdmin, DjangoUserAdmin):
     def has_change_permission(self, request: HttpRequest, obj: User | None = None) -> bool:
         return self.may_manage(request, obj)
 
+    def sets_budget(self, request: HttpRequest, obj: User | None) -> bool:
+        """Operators set anyone's budget; a team admin their members' (not
+        their own, nor another team admin's: the team's budget caps them)."""
+        if is_operator(request):
+            return True
+        return obj is not None and obj.pk != request.user.pk and self.may_manage(request, obj)
+
     def get_fieldsets(self, request: HttpRequest, obj: User | None = None) -> Any:
         operator = is_operator(request)
         if obj is None:
             return self.add_fieldsets if operator else self.team_add_fieldsets
         fieldsets = self.fieldsets if operator else self.team_fieldsets
+        if not operator and self.sets_budget(request, obj):
+            fieldsets = tuple(
+                (name, {**opts, "fields": tuple("budget" if f == "budget_usd" else f for f in opts["fields"])})
+                for name, opts in fieldsets
+            )
         if not self.may_manage(request, obj):
             # A read-only page would print the raw `password` column (the hash).
             fieldsets = tuple(
@@ -221,8 +233,9 @@ class UserAdmin(TeamScopedAdmin, DjangoUserAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: User | None = None) -> Any:
         fields = ["balance_usd", "access_token_prefix", "last_login", "date_joined", "password_status", "budget_left"]
         if not is_operator(request):
-            # Budgets are set by operators; team admins see them.
-            fields += ["role", "team", "budget_usd", "budget_period"]
+            fields += ["role", "team", "budget_usd"]
+            if not self.sets_budget(request, obj):
+                fields.append("budget_period")
         return fields
 
     def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:

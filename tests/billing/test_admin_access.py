@@ -210,7 +210,14 @@ def test_a_team_admin_cannot_promote_a_member(team_admin_client, teams) -> None:
     # when
     response = team_admin_client.post(
         f"/admin/billing/user/{rita.pk}/change/",
-        {"username": "rita", "email": "r@x.io", "is_active": "on", "role": "operator", "team": teams["blue"].pk},
+        {
+            "username": "rita",
+            "email": "r@x.io",
+            "is_active": "on",
+            "budget_period": "month",
+            "role": "operator",
+            "team": teams["blue"].pk,
+        },
     )
     # then
     assert response.status_code == 302, response.content
