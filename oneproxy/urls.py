@@ -4,9 +4,10 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from oneproxy import health
+from oneproxy import dashboard, health
 
 urlpatterns = [
+    path("admin/dashboard/", admin.site.admin_view(dashboard.view), name="admin_dashboard"),
     path("admin/", admin.site.urls),
     path("api/", include("oneproxy.api_urls")),
     path("healthz", health.healthz),

@@ -21,12 +21,12 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from billing import budgets, history
-from billing.api import scoped
 from billing.admin.shared import (
     TeamScopedAdmin,
     managed_team_id,
     usd,
 )
+from billing.api import scoped
 from billing.models import (
     LedgerEntry,
     UsageLog,
