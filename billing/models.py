@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.core.validators import MinValueValidator
 
@@ -12,6 +14,7 @@ from django.core.validators import MinValueValidator
 from django.db import models as dj
 from django.db.models import F, Value
 from django.db.models.functions import Coalesce
+from django.utils.translation import gettext_lazy as _
 
 from billing.querysets import RedemptionCodeQuerySet, TokenQuerySet, UsageLogQuerySet, UsageRollupQuerySet
 from core.roles import Role as UserRole
@@ -23,31 +26,43 @@ class BudgetPeriod(dj.TextChoices):
     """Budget periods in UTC: a day from midnight, an ISO week from Monday, a
     calendar month from the 1st (see billing.budgets)."""
 
-    DAY = "day"
-    WEEK = "week"
-    MONTH = "month"
+    DAY = "day", _("Day")
+    WEEK = "week", _("Week")
+    MONTH = "month", _("Month")
 
 
 class BudgetFields(dj.Model):
     """A spending budget per period; the relay refuses requests beyond it."""
 
     budget = dj.BigIntegerField(
-        null=True, blank=True, validators=[MinValueValidator(0)], help_text="µUSD per period; empty: no budget."
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text=_("µUSD per period; empty: no budget."),
+        verbose_name=_("budget"),
     )
-    budget_period = dj.CharField(max_length=8, choices=BudgetPeriod.choices, default=BudgetPeriod.MONTH)
+    budget_period = dj.CharField(
+        max_length=8, choices=BudgetPeriod.choices, default=BudgetPeriod.MONTH, verbose_name=_("budget period")
+    )
 
     class Meta:
         abstract = True
 
 
 class Group(dj.Model):
-    name = dj.SlugField(max_length=64, unique=True)
+    name = dj.SlugField(max_length=64, unique=True, verbose_name=_("name"))
     multiplier = dj.DecimalField(
-        max_digits=12, decimal_places=6, default=Decimal(1), validators=[MinValueValidator(Decimal(0))]
+        max_digits=12,
+        decimal_places=6,
+        default=Decimal(1),
+        validators=[MinValueValidator(Decimal(0))],
+        verbose_name=_("multiplier"),
     )
-    description = dj.CharField(max_length=255, blank=True)
+    description = dj.CharField(max_length=255, blank=True, verbose_name=_("description"))
 
     class Meta:
+        verbose_name = _("group")
+        verbose_name_plural = _("groups")
         ordering = ["name"]
 
     def __str__(self) -> str:
@@ -60,13 +75,19 @@ def default_group_id() -> int:
 
 
 class Team(BudgetFields):
-    name = dj.CharField(max_length=128, unique=True)
+    name = dj.CharField(max_length=128, unique=True, verbose_name=_("name"))
     multiplier = dj.DecimalField(
-        max_digits=12, decimal_places=6, default=Decimal(1), validators=[MinValueValidator(Decimal(0))]
+        max_digits=12,
+        decimal_places=6,
+        default=Decimal(1),
+        validators=[MinValueValidator(Decimal(0))],
+        verbose_name=_("multiplier"),
     )
-    created_at = dj.DateTimeField(auto_now_add=True)
+    created_at = dj.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     class Meta:
+        verbose_name = _("team")
+        verbose_name_plural = _("teams")
         ordering = ["name"]
 
     def __str__(self) -> str:
@@ -76,15 +97,31 @@ class Team(BudgetFields):
 class User(AbstractUser, BudgetFields):  # noqa: DJ008 - AbstractBaseUser.__str__ gives the username
     Role = UserRole
 
-    role = dj.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    role = dj.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER, verbose_name=_("role"))
     group = dj.ForeignKey(
-        Group, on_delete=dj.PROTECT, blank=True, related_name="users", help_text="Blank: the default group."
+        Group,
+        on_delete=dj.PROTECT,
+        blank=True,
+        related_name="users",
+        help_text=_("Blank: the default group."),
+        verbose_name=_("group"),
     )
-    team = dj.ForeignKey(Team, on_delete=dj.SET_NULL, null=True, blank=True, related_name="members")
+    team = dj.ForeignKey(
+        Team, on_delete=dj.SET_NULL, null=True, blank=True, related_name="members", verbose_name=_("team")
+    )
     # Sum of this user's ledger, kept in the same transaction as each entry.
-    balance = dj.BigIntegerField(default=0, editable=False, help_text="µUSD")
-    access_token_hash = dj.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
-    access_token_prefix = dj.CharField(max_length=16, blank=True, editable=False)
+    balance = dj.BigIntegerField(default=0, editable=False, help_text=_("µUSD"), verbose_name=_("balance"))
+    access_token_hash = dj.CharField(
+        max_length=64, unique=True, null=True, blank=True, editable=False, verbose_name=_("access token hash")
+    )
+    access_token_prefix = dj.CharField(max_length=16, blank=True, editable=False, verbose_name=_("access token prefix"))
+    language = dj.CharField(
+        max_length=16,
+        blank=True,
+        choices=settings.LANGUAGES,
+        verbose_name=_("language"),
+        help_text=_("The admin's language for this user. Empty: the browser's."),
+    )
 
     def save(self, *args, **kwargs) -> None:
         # Role is the one source of truth for admin access; createsuperuser
@@ -110,30 +147,38 @@ class Token(dj.Model):
     """A relay key (``sk-…``). Only its SHA-256 and a display prefix are kept."""
 
     class Status(dj.TextChoices):
-        ACTIVE = "active"
-        DISABLED = "disabled"
+        ACTIVE = "active", _("Active")
+        DISABLED = "disabled", _("Disabled")
 
-    user = dj.ForeignKey(User, on_delete=dj.PROTECT, related_name="tokens")
-    name = dj.CharField(max_length=128)
-    key_hash = dj.CharField(max_length=64, unique=True, editable=False)
-    key_prefix = dj.CharField(max_length=16, editable=False)
-    status = dj.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
-    expires_at = dj.DateTimeField(null=True, blank=True)
-    quota = dj.BigIntegerField(null=True, blank=True, help_text="Spending cap in µUSD; empty: none.")
-    used = dj.BigIntegerField(default=0, editable=False, help_text="µUSD charged so far.")
-    models = dj.JSONField(default=list, blank=True, help_text="Allowed models; empty: all.")
-    subnets = dj.JSONField(default=list, blank=True, help_text="Allowed client CIDRs; empty: all.")
-    rpm_limit = dj.PositiveIntegerField(null=True, blank=True)
-    tpm_limit = dj.PositiveIntegerField(null=True, blank=True)
-    rpd_limit = dj.PositiveIntegerField(null=True, blank=True)
-    concurrency_limit = dj.PositiveIntegerField(null=True, blank=True)
-    created_at = dj.DateTimeField(auto_now_add=True)
-    last_used_at = dj.DateTimeField(null=True, blank=True, editable=False)
-    deleted_at = dj.DateTimeField(null=True, blank=True, editable=False)
+    user = dj.ForeignKey(User, on_delete=dj.PROTECT, related_name="tokens", verbose_name=_("user"))
+    name = dj.CharField(max_length=128, verbose_name=_("name"))
+    key_hash = dj.CharField(max_length=64, unique=True, editable=False, verbose_name=_("key hash"))
+    key_prefix = dj.CharField(max_length=16, editable=False, verbose_name=_("key prefix"))
+    status = dj.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE, verbose_name=_("status"))
+    expires_at = dj.DateTimeField(null=True, blank=True, verbose_name=_("expires at"))
+    quota = dj.BigIntegerField(
+        null=True, blank=True, help_text=_("Spending cap in µUSD; empty: none."), verbose_name=_("quota")
+    )
+    used = dj.BigIntegerField(default=0, editable=False, help_text=_("µUSD charged so far."), verbose_name=_("used"))
+    models = dj.JSONField(
+        default=list, blank=True, help_text=_("Allowed models; empty: all."), verbose_name=_("models")
+    )
+    subnets = dj.JSONField(
+        default=list, blank=True, help_text=_("Allowed client CIDRs; empty: all."), verbose_name=_("subnets")
+    )
+    rpm_limit = dj.PositiveIntegerField(null=True, blank=True, verbose_name=_("rpm limit"))
+    tpm_limit = dj.PositiveIntegerField(null=True, blank=True, verbose_name=_("tpm limit"))
+    rpd_limit = dj.PositiveIntegerField(null=True, blank=True, verbose_name=_("rpd limit"))
+    concurrency_limit = dj.PositiveIntegerField(null=True, blank=True, verbose_name=_("concurrency limit"))
+    created_at = dj.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    last_used_at = dj.DateTimeField(null=True, blank=True, editable=False, verbose_name=_("last used at"))
+    deleted_at = dj.DateTimeField(null=True, blank=True, editable=False, verbose_name=_("deleted at"))
 
     objects = TokenQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("token")
+        verbose_name_plural = _("tokens")
         ordering = ["-id"]
 
     def __str__(self) -> str:
@@ -143,31 +188,48 @@ class Token(dj.Model):
 class ModelPrice(dj.Model):
     """USD per 1M tokens (or per request / per image / per second of audio). Blank channel_type: any."""
 
-    model = dj.CharField(max_length=128)
-    channel_type = dj.CharField(max_length=32, blank=True)
-    input = dj.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
-    output = dj.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
+    model = dj.CharField(max_length=128, verbose_name=_("model"))
+    channel_type = dj.CharField(max_length=32, blank=True, verbose_name=_("channel type"))
+    input = dj.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0), verbose_name=_("input"))
+    output = dj.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0), verbose_name=_("output"))
     cached_input = dj.DecimalField(
-        max_digits=14, decimal_places=6, null=True, blank=True, help_text="Empty: same as input."
+        max_digits=14,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        help_text=_("Empty: same as input."),
+        verbose_name=_("cached input"),
     )
-    audio = dj.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    audio = dj.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True, verbose_name=_("audio"))
     cache_write = dj.DecimalField(
         max_digits=14,
         decimal_places=6,
         null=True,
         blank=True,
-        help_text="Per 1M prompt tokens written to a prompt cache (Anthropic); empty: same as input.",
+        help_text=_("Per 1M prompt tokens written to a prompt cache (Anthropic); empty: same as input."),
+        verbose_name=_("cache write"),
     )
-    per_request = dj.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
-    per_image = dj.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
+    per_request = dj.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0), verbose_name=_("per request"))
+    per_image = dj.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0), verbose_name=_("per image"))
     per_second = dj.DecimalField(
-        max_digits=16, decimal_places=10, default=Decimal(0), help_text="USD per second of audio (whisper-1: 0.0001)."
+        max_digits=16,
+        decimal_places=10,
+        default=Decimal(0),
+        help_text=_("USD per second of audio (whisper-1: 0.0001)."),
+        verbose_name=_("per second"),
     )
-    source = dj.CharField(max_length=255, blank=True, help_text="Where the price was taken from; empty: set here.")
-    as_of = dj.DateField(null=True, blank=True, help_text="When the source was read.")
-    updated_at = dj.DateTimeField(auto_now=True)
+    source = dj.CharField(
+        max_length=255,
+        blank=True,
+        help_text=_("Where the price was taken from; empty: set here."),
+        verbose_name=_("source"),
+    )
+    as_of = dj.DateField(null=True, blank=True, help_text=_("When the source was read."), verbose_name=_("as of"))
+    updated_at = dj.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     class Meta:
+        verbose_name = _("model price")
+        verbose_name_plural = _("model prices")
         ordering = ["model"]
         constraints = [dj.UniqueConstraint(fields=["model", "channel_type"], name="modelprice_unique")]
 
@@ -179,22 +241,28 @@ class LedgerEntry(dj.Model):
     """Append-only: every change of a balance is one row."""
 
     class Kind(dj.TextChoices):
-        TOPUP = "topup"
-        REDEMPTION = "redemption"
-        CHARGE = "charge"
-        REFUND = "refund"
-        ADJUSTMENT = "adjustment"
+        TOPUP = "topup", _("Topup")
+        REDEMPTION = "redemption", _("Redemption")
+        CHARGE = "charge", _("Charge")
+        REFUND = "refund", _("Refund")
+        ADJUSTMENT = "adjustment", _("Adjustment")
 
-    user = dj.ForeignKey(User, on_delete=dj.PROTECT, related_name="ledger")
-    kind = dj.CharField(max_length=16, choices=Kind.choices)
-    amount = dj.BigIntegerField(help_text="µUSD; negative for charges.")
-    balance_after = dj.BigIntegerField()
+    user = dj.ForeignKey(User, on_delete=dj.PROTECT, related_name="ledger", verbose_name=_("user"))
+    kind = dj.CharField(max_length=16, choices=Kind.choices, verbose_name=_("kind"))
+    amount = dj.BigIntegerField(help_text=_("µUSD; negative for charges."), verbose_name=_("amount"))
+    balance_after = dj.BigIntegerField(verbose_name=_("balance after"))
     # Charges settled since rollups exist are one entry per settlement batch
     # and user (the sum of that user's usage in the batch). Older charges are
     # one per request and name their usage row, which retention may prune:
     # no database constraint, so the entry stays as written.
     batch = dj.ForeignKey(
-        "SettlementBatch", on_delete=dj.PROTECT, null=True, blank=True, related_name="charges", editable=False
+        "SettlementBatch",
+        on_delete=dj.PROTECT,
+        null=True,
+        blank=True,
+        related_name="charges",
+        editable=False,
+        verbose_name=_("batch"),
     )
     usage = dj.OneToOneField(
         "UsageLog",
@@ -204,14 +272,16 @@ class LedgerEntry(dj.Model):
         blank=True,
         related_name="ledger_entry",
         editable=False,
+        verbose_name=_("usage"),
     )
-    actor = dj.ForeignKey(User, on_delete=dj.PROTECT, null=True, blank=True, related_name="+")
-    note = dj.CharField(max_length=255, blank=True)
-    created_at = dj.DateTimeField(auto_now_add=True, db_index=True)
+    actor = dj.ForeignKey(User, on_delete=dj.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("actor"))
+    note = dj.CharField(max_length=255, blank=True, verbose_name=_("note"))
+    created_at = dj.DateTimeField(auto_now_add=True, db_index=True, verbose_name=_("created at"))
 
     class Meta:
+        verbose_name = _("ledger entry")
         ordering = ["-id"]
-        verbose_name_plural = "ledger entries"
+        verbose_name_plural = _("ledger entries")
 
     def __str__(self) -> str:
         return f"{self.kind} {self.amount} µUSD"
@@ -226,17 +296,19 @@ class SettlementBatch(dj.Model):
     """One settlement (billing.usage_sink.apply_usage): the usage rows it wrote,
     charged as one ledger entry per user, and rolled up in the same transaction."""
 
-    created_at = dj.DateTimeField(db_index=True)
-    requests = dj.PositiveIntegerField(default=0)
-    cost = dj.BigIntegerField(default=0, help_text="µUSD charged")
+    created_at = dj.DateTimeField(db_index=True, verbose_name=_("created at"))
+    requests = dj.PositiveIntegerField(default=0, verbose_name=_("requests"))
+    cost = dj.BigIntegerField(default=0, help_text=_("µUSD charged"), verbose_name=_("cost"))
     backfill = dj.BooleanField(
         default=False,
-        help_text="Rows settled before rollups existed, rolled up by backfill_history; charged per request.",
+        help_text=_("Rows settled before rollups existed, rolled up by backfill_history; charged per request."),
+        verbose_name=_("backfill"),
     )
 
     class Meta:
+        verbose_name = _("settlement batch")
         ordering = ["-id"]
-        verbose_name_plural = "settlement batches"
+        verbose_name_plural = _("settlement batches")
 
     def __str__(self) -> str:
         return f"batch #{self.pk}"
@@ -246,45 +318,87 @@ class UsageLog(dj.Model):
     """One row per request that reached an upstream. Pruned after the
     retention (billing.prune_usage_logs); its rollups and charges stay."""
 
-    request_id = dj.CharField(max_length=64, unique=True)
-    created_at = dj.DateTimeField(db_index=True)
-    user = dj.ForeignKey(User, on_delete=dj.PROTECT, related_name="usage")
+    request_id = dj.CharField(max_length=64, unique=True, verbose_name=_("request id"))
+    created_at = dj.DateTimeField(db_index=True, verbose_name=_("created at"))
+    user = dj.ForeignKey(User, on_delete=dj.PROTECT, related_name="usage", verbose_name=_("user"))
     # The team charged: the user's when the request was made (budgets and
     # team views count usage "while a member"). Teams may be deleted.
     team = dj.ForeignKey(
-        Team, on_delete=dj.DO_NOTHING, db_constraint=False, null=True, blank=True, related_name="usage", db_index=False
+        Team,
+        on_delete=dj.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="usage",
+        db_index=False,
+        verbose_name=_("team"),
     )
-    token = dj.ForeignKey(Token, on_delete=dj.PROTECT, null=True, blank=True, related_name="usage")
+    token = dj.ForeignKey(
+        Token, on_delete=dj.PROTECT, null=True, blank=True, related_name="usage", verbose_name=_("token")
+    )
     # Empty: settled before rollups existed and not yet back-filled.
-    batch = dj.ForeignKey(SettlementBatch, on_delete=dj.PROTECT, null=True, blank=True, related_name="usage")
-    endpoint = dj.CharField(max_length=64)
-    model = dj.CharField(max_length=128, db_index=True)
-    upstream_model = dj.CharField(max_length=128, blank=True)
-    channel = dj.ForeignKey("channels_app.Channel", on_delete=dj.PROTECT, null=True, blank=True, related_name="usage")
-    key = dj.ForeignKey("channels_app.ChannelKey", on_delete=dj.PROTECT, null=True, blank=True, related_name="usage")
-    prompt_tokens = dj.PositiveIntegerField(default=0)
-    completion_tokens = dj.PositiveIntegerField(default=0)
-    cached_tokens = dj.PositiveIntegerField(default=0, help_text="Of the prompt: read from a prompt cache.")
-    cache_write_tokens = dj.PositiveIntegerField(default=0, help_text="Of the prompt: written to a prompt cache.")
-    estimated = dj.BooleanField(default=False, help_text="Tokens counted locally; upstream reported none.")
-    cost = dj.BigIntegerField(default=0, help_text="µUSD charged")
-    held = dj.BigIntegerField(default=0, help_text="µUSD held for the request before it was forwarded")
+    batch = dj.ForeignKey(
+        SettlementBatch, on_delete=dj.PROTECT, null=True, blank=True, related_name="usage", verbose_name=_("batch")
+    )
+    endpoint = dj.CharField(max_length=64, verbose_name=_("endpoint"))
+    model = dj.CharField(max_length=128, db_index=True, verbose_name=_("model"))
+    upstream_model = dj.CharField(max_length=128, blank=True, verbose_name=_("upstream model"))
+    channel = dj.ForeignKey(
+        "channels_app.Channel",
+        on_delete=dj.PROTECT,
+        null=True,
+        blank=True,
+        related_name="usage",
+        verbose_name=_("channel"),
+    )
+    key = dj.ForeignKey(
+        "channels_app.ChannelKey",
+        on_delete=dj.PROTECT,
+        null=True,
+        blank=True,
+        related_name="usage",
+        verbose_name=_("key"),
+    )
+    prompt_tokens = dj.PositiveIntegerField(default=0, verbose_name=_("prompt tokens"))
+    completion_tokens = dj.PositiveIntegerField(default=0, verbose_name=_("completion tokens"))
+    cached_tokens = dj.PositiveIntegerField(
+        default=0, help_text=_("Of the prompt: read from a prompt cache."), verbose_name=_("cached tokens")
+    )
+    cache_write_tokens = dj.PositiveIntegerField(
+        default=0, help_text=_("Of the prompt: written to a prompt cache."), verbose_name=_("cache write tokens")
+    )
+    estimated = dj.BooleanField(
+        default=False, help_text=_("Tokens counted locally; upstream reported none."), verbose_name=_("estimated")
+    )
+    cost = dj.BigIntegerField(default=0, help_text=_("µUSD charged"), verbose_name=_("cost"))
+    held = dj.BigIntegerField(
+        default=0, help_text=_("µUSD held for the request before it was forwarded"), verbose_name=_("held")
+    )
     written_off = dj.BigIntegerField(
         default=0,
-        help_text="µUSD of the real cost not charged: it would have taken the balance below minus this "
-        "request's own overdraft (cost beyond its hold)",
+        help_text=_(
+            "µUSD of the real cost not charged: it would have taken the balance below minus this "
+            "request's own overdraft (cost beyond its hold)"
+        ),
+        verbose_name=_("written off"),
     )
-    group_multiplier = dj.DecimalField(max_digits=12, decimal_places=6, default=Decimal(1))
-    team_multiplier = dj.DecimalField(max_digits=12, decimal_places=6, default=Decimal(1))
-    attempts = dj.PositiveSmallIntegerField(default=1)
-    status = dj.PositiveSmallIntegerField(help_text="HTTP status sent to the client.")
-    latency_ms = dj.PositiveIntegerField(default=0)
-    stream = dj.BooleanField(default=False)
-    error = dj.TextField(blank=True)
+    group_multiplier = dj.DecimalField(
+        max_digits=12, decimal_places=6, default=Decimal(1), verbose_name=_("group multiplier")
+    )
+    team_multiplier = dj.DecimalField(
+        max_digits=12, decimal_places=6, default=Decimal(1), verbose_name=_("team multiplier")
+    )
+    attempts = dj.PositiveSmallIntegerField(default=1, verbose_name=_("attempts"))
+    status = dj.PositiveSmallIntegerField(help_text=_("HTTP status sent to the client."), verbose_name=_("status"))
+    latency_ms = dj.PositiveIntegerField(default=0, verbose_name=_("latency ms"))
+    stream = dj.BooleanField(default=False, verbose_name=_("stream"))
+    error = dj.TextField(blank=True, verbose_name=_("error"))
 
     objects = UsageLogQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("usage log")
+        verbose_name_plural = _("usage logs")
         ordering = ["-id"]
 
     def __str__(self) -> str:
@@ -296,8 +410,8 @@ LATENCY_BOUNDS_MS = (100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000)
 LATENCY_BUCKETS = (*(f"latency_le_{b}" for b in LATENCY_BOUNDS_MS), f"latency_gt_{LATENCY_BOUNDS_MS[-1]}")
 
 
-def _count() -> dj.BigIntegerField:
-    return dj.BigIntegerField(default=0)
+def _count(verbose_name: Any) -> dj.BigIntegerField:
+    return dj.BigIntegerField(default=0, verbose_name=verbose_name)
 
 
 class UsageRollup(dj.Model):
@@ -310,21 +424,41 @@ class UsageRollup(dj.Model):
     raw usage, and a deleted team's rows keep its id."""
 
     class Span(dj.TextChoices):
-        HOUR = "hour"
-        DAY = "day"
+        HOUR = "hour", _("Hour")
+        DAY = "day", _("Day")
 
-    span = dj.CharField(max_length=4, choices=Span.choices)
-    start = dj.DateTimeField(help_text="UTC; the hour or the day starting then.")
-    user = dj.ForeignKey(User, on_delete=dj.PROTECT, db_constraint=False, related_name="rollups")
+    span = dj.CharField(max_length=4, choices=Span.choices, verbose_name=_("span"))
+    start = dj.DateTimeField(help_text=_("UTC; the hour or the day starting then."), verbose_name=_("start"))
+    user = dj.ForeignKey(
+        User, on_delete=dj.PROTECT, db_constraint=False, related_name="rollups", verbose_name=_("user")
+    )
     team = dj.ForeignKey(
-        Team, on_delete=dj.DO_NOTHING, db_constraint=False, null=True, blank=True, related_name="rollups"
+        Team,
+        on_delete=dj.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="rollups",
+        verbose_name=_("team"),
     )
     token = dj.ForeignKey(
-        Token, on_delete=dj.PROTECT, db_constraint=False, null=True, blank=True, related_name="rollups"
+        Token,
+        on_delete=dj.PROTECT,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="rollups",
+        verbose_name=_("token"),
     )
-    model = dj.CharField(max_length=128)
+    model = dj.CharField(max_length=128, verbose_name=_("model"))
     channel = dj.ForeignKey(
-        "channels_app.Channel", on_delete=dj.PROTECT, db_constraint=False, null=True, blank=True, related_name="rollups"
+        "channels_app.Channel",
+        on_delete=dj.PROTECT,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="rollups",
+        verbose_name=_("channel"),
     )
     key = dj.ForeignKey(
         "channels_app.ChannelKey",
@@ -333,29 +467,36 @@ class UsageRollup(dj.Model):
         null=True,
         blank=True,
         related_name="rollups",
+        verbose_name=_("key"),
     )
-    requests = _count()
-    errors = dj.BigIntegerField(default=0, help_text="Requests answered with a status of 400 or more.")
-    prompt_tokens = _count()
-    completion_tokens = _count()
-    cached_tokens = _count()
-    cost = dj.BigIntegerField(default=0, help_text="µUSD charged")
-    latency_ms = dj.BigIntegerField(default=0, help_text="Sum of the requests' latencies.")
+    requests = _count(_("requests"))
+    errors = dj.BigIntegerField(
+        default=0, help_text=_("Requests answered with a status of 400 or more."), verbose_name=_("errors")
+    )
+    prompt_tokens = _count(_("prompt tokens"))
+    completion_tokens = _count(_("completion tokens"))
+    cached_tokens = _count(_("cached tokens"))
+    cost = dj.BigIntegerField(default=0, help_text=_("µUSD charged"), verbose_name=_("cost"))
+    latency_ms = dj.BigIntegerField(
+        default=0, help_text=_("Sum of the requests' latencies."), verbose_name=_("latency ms")
+    )
     # Requests per latency bucket (not cumulative): ≤ 100 ms, ≤ 250 ms, … > 60 s.
-    latency_le_100 = _count()
-    latency_le_250 = _count()
-    latency_le_500 = _count()
-    latency_le_1000 = _count()
-    latency_le_2500 = _count()
-    latency_le_5000 = _count()
-    latency_le_10000 = _count()
-    latency_le_30000 = _count()
-    latency_le_60000 = _count()
-    latency_gt_60000 = _count()
+    latency_le_100 = _count(_("latency le 100"))
+    latency_le_250 = _count(_("latency le 250"))
+    latency_le_500 = _count(_("latency le 500"))
+    latency_le_1000 = _count(_("latency le 1000"))
+    latency_le_2500 = _count(_("latency le 2500"))
+    latency_le_5000 = _count(_("latency le 5000"))
+    latency_le_10000 = _count(_("latency le 10000"))
+    latency_le_30000 = _count(_("latency le 30000"))
+    latency_le_60000 = _count(_("latency le 60000"))
+    latency_gt_60000 = _count(_("latency gt 60000"))
 
     objects = UsageRollupQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("usage rollup")
+        verbose_name_plural = _("usage rollups")
         constraints = [
             # Absent dimensions count as 0, so ON CONFLICT finds their row
             # (NULLs are never equal in a unique index).
@@ -383,16 +524,18 @@ class BudgetSpend(dj.Model):
     what was already spent."""
 
     class Subject(dj.TextChoices):
-        USER = "user"
-        TEAM = "team"
+        USER = "user", _("User")
+        TEAM = "team", _("Team")
 
-    subject = dj.CharField(max_length=4, choices=Subject.choices)
-    subject_id = dj.BigIntegerField()
-    period = dj.CharField(max_length=8, choices=BudgetPeriod.choices)
-    start = dj.DateTimeField(help_text="UTC start of the period.")
-    spent = dj.BigIntegerField(default=0, help_text="µUSD")
+    subject = dj.CharField(max_length=4, choices=Subject.choices, verbose_name=_("subject"))
+    subject_id = dj.BigIntegerField(verbose_name=_("subject id"))
+    period = dj.CharField(max_length=8, choices=BudgetPeriod.choices, verbose_name=_("period"))
+    start = dj.DateTimeField(help_text=_("UTC start of the period."), verbose_name=_("start"))
+    spent = dj.BigIntegerField(default=0, help_text=_("µUSD"), verbose_name=_("spent"))
 
     class Meta:
+        verbose_name = _("budget spend")
+        verbose_name_plural = _("budget spends")
         constraints = [
             dj.UniqueConstraint(fields=["subject", "subject_id", "period", "start"], name="budgetspend_period")
         ]
@@ -405,7 +548,10 @@ class HistoryState(dj.Model):
     """One row: how far raw usage rows reach back (retention prunes before it)."""
 
     pruned_before = dj.DateTimeField(
-        null=True, blank=True, help_text="Raw usage rows before this instant may be gone; rollups have them."
+        null=True,
+        blank=True,
+        help_text=_("Raw usage rows before this instant may be gone; rollups have them."),
+        verbose_name=_("pruned before"),
     )
 
     def __str__(self) -> str:
@@ -416,20 +562,32 @@ class RedemptionCode(dj.Model):
     """A one-time code worth ``amount`` µUSD. Kept in clear: operators export
     batches as CSV to hand out. Redeemed exactly once (services.redeem)."""
 
-    code = dj.CharField(max_length=32, unique=True, editable=False)
-    name = dj.CharField(max_length=128, db_index=True, help_text="The batch this code belongs to.")
-    amount = dj.BigIntegerField(validators=[MinValueValidator(1)], help_text="µUSD")
-    expires_at = dj.DateTimeField(null=True, blank=True)
-    created_by = dj.ForeignKey(User, on_delete=dj.SET_NULL, null=True, blank=True, related_name="+")
-    created_at = dj.DateTimeField(auto_now_add=True)
-    redeemed_by = dj.ForeignKey(
-        User, on_delete=dj.PROTECT, null=True, blank=True, editable=False, related_name="redemptions"
+    code = dj.CharField(max_length=32, unique=True, editable=False, verbose_name=_("code"))
+    name = dj.CharField(
+        max_length=128, db_index=True, help_text=_("The batch this code belongs to."), verbose_name=_("name")
     )
-    redeemed_at = dj.DateTimeField(null=True, blank=True, editable=False)
+    amount = dj.BigIntegerField(validators=[MinValueValidator(1)], help_text=_("µUSD"), verbose_name=_("amount"))
+    expires_at = dj.DateTimeField(null=True, blank=True, verbose_name=_("expires at"))
+    created_by = dj.ForeignKey(
+        User, on_delete=dj.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("created by")
+    )
+    created_at = dj.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    redeemed_by = dj.ForeignKey(
+        User,
+        on_delete=dj.PROTECT,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="redemptions",
+        verbose_name=_("redeemed by"),
+    )
+    redeemed_at = dj.DateTimeField(null=True, blank=True, editable=False, verbose_name=_("redeemed at"))
 
     objects = RedemptionCodeQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("redemption code")
+        verbose_name_plural = _("redemption codes")
         ordering = ["-id"]
 
     def __str__(self) -> str:
@@ -447,45 +605,78 @@ class RedemptionCode(dj.Model):
 class ReconcileReport(dj.Model):
     """What one ``billing.reconcile`` run found and fixed; read-only in admin."""
 
-    created_at = dj.DateTimeField(auto_now_add=True, db_index=True)
-    service_mode = dj.BooleanField(default=False)
-    users_checked = dj.PositiveIntegerField(default=0)
-    drifted_users = dj.PositiveIntegerField(default=0, help_text="Balance column differed from the ledger sum.")
+    created_at = dj.DateTimeField(auto_now_add=True, db_index=True, verbose_name=_("created at"))
+    service_mode = dj.BooleanField(default=False, verbose_name=_("service mode"))
+    users_checked = dj.PositiveIntegerField(default=0, verbose_name=_("users checked"))
+    drifted_users = dj.PositiveIntegerField(
+        default=0, help_text=_("Balance column differed from the ledger sum."), verbose_name=_("drifted users")
+    )
     drift = dj.JSONField(
-        default=list, blank=True, help_text="[{user_id, username, balance, ledger_sum, drift}] in µUSD."
+        default=list,
+        blank=True,
+        help_text=_("[{user_id, username, balance, ledger_sum, drift}] in µUSD."),
+        verbose_name=_("drift"),
     )
     usage_drifted_users = dj.PositiveIntegerField(
-        default=0, help_text="Users whose charges in the ledger differ from their settled usage."
+        default=0,
+        help_text=_("Users whose charges in the ledger differ from their settled usage."),
+        verbose_name=_("usage drifted users"),
     )
     usage_drift = dj.JSONField(
-        default=list, blank=True, help_text="[{user_id, username, charged, settled, drift}] in µUSD; not auto-fixed."
+        default=list,
+        blank=True,
+        help_text=_("[{user_id, username, charged, settled, drift}] in µUSD; not auto-fixed."),
+        verbose_name=_("usage drift"),
     )
-    hours_checked = dj.PositiveIntegerField(default=0, help_text="Hours of rollups compared with their raw rows.")
+    hours_checked = dj.PositiveIntegerField(
+        default=0, help_text=_("Hours of rollups compared with their raw rows."), verbose_name=_("hours checked")
+    )
     rollup_drifted_hours = dj.PositiveIntegerField(
-        default=0, help_text="Hours and days whose rollups differ from what they summarise (raw rows; hours)."
+        default=0,
+        help_text=_("Hours and days whose rollups differ from what they summarise (raw rows; hours)."),
+        verbose_name=_("rollup drifted hours"),
     )
-    rollup_drift = dj.JSONField(default=list, blank=True, help_text="[{start, rollups, rows}]; not auto-fixed.")
+    rollup_drift = dj.JSONField(
+        default=list,
+        blank=True,
+        help_text=_("[{start, rollups, rows}]; not auto-fixed."),
+        verbose_name=_("rollup drift"),
+    )
     budget_drifted = dj.PositiveIntegerField(
-        default=0, help_text="Budget counters of the current periods that differed from the rollups."
+        default=0,
+        help_text=_("Budget counters of the current periods that differed from the rollups."),
+        verbose_name=_("budget drifted"),
     )
     budget_drift = dj.JSONField(
         default=list,
         blank=True,
-        help_text="[{subject, subject_id, period, start, counter, rollups}]; set to the rollups.",
+        help_text=_("[{subject, subject_id, period, start, counter, rollups}]; set to the rollups."),
+        verbose_name=_("budget drift"),
     )
     unrolled_usage = dj.PositiveIntegerField(
-        default=0, help_text="Usage rows settled before rollups existed and not yet back-filled (backfill_history)."
+        default=0,
+        help_text=_("Usage rows settled before rollups existed and not yet back-filled (backfill_history)."),
+        verbose_name=_("unrolled usage"),
     )
-    mirrors_checked = dj.PositiveIntegerField(default=0)
+    mirrors_checked = dj.PositiveIntegerField(default=0, verbose_name=_("mirrors checked"))
     stale_holds_released = dj.PositiveIntegerField(
-        default=0, help_text="Holds of requests whose relay process died, given back."
+        default=0,
+        help_text=_("Holds of requests whose relay process died, given back."),
+        verbose_name=_("stale holds released"),
     )
-    mirrors_pending = dj.PositiveIntegerField(default=0, help_text="Users with usage still in the stream.")
+    mirrors_pending = dj.PositiveIntegerField(
+        default=0, help_text=_("Users with usage still in the stream."), verbose_name=_("mirrors pending")
+    )
     mirrors_released = dj.JSONField(
-        default=list, blank=True, help_text="[{user_id, mirror, balance}]: mirrors dropped as stale (µUSD)."
+        default=list,
+        blank=True,
+        help_text=_("[{user_id, mirror, balance}]: mirrors dropped as stale (µUSD)."),
+        verbose_name=_("mirrors released"),
     )
 
     class Meta:
+        verbose_name = _("reconcile report")
+        verbose_name_plural = _("reconcile reports")
         ordering = ["-id"]
 
     def __str__(self) -> str:

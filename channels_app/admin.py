@@ -15,6 +15,8 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_post_parameters
 
 from channels_app import probe, services
@@ -45,6 +47,7 @@ def _balance(obj: ChannelKey) -> str:
 
 
 def _actor_reason(request: HttpRequest) -> str:
+    # Recorded on the key event: kept in English, like the upstream's words.
     return f"set by {request.user.get_username()}"
 
 
@@ -57,15 +60,17 @@ class PastedKeysWidget(forms.Textarea):
 
 
 class ChannelForm(forms.ModelForm):
-    models = StringListField(help_text="Model names this channel serves, one per line.")
-    groups = StringListField(help_text="Names of the groups allowed to use it, one per line.")
+    models = StringListField(help_text=_("Model names this channel serves, one per line."))
+    groups = StringListField(help_text=_("Names of the groups allowed to use it, one per line."))
     new_keys = forms.CharField(
-        label="Add keys",
+        label=_("Add keys"),
         required=False,
         strip=False,
         widget=PastedKeysWidget(attrs={"rows": 4, "cols": 60, "autocomplete": "off", "spellcheck": "false"}),
-        help_text="Paste provider keys, one per line. Keys already in this channel are skipped. "
-        "Keys are stored encrypted and shown only masked; if the form has errors, paste them again.",
+        help_text=_(
+            "Paste provider keys, one per line. Keys already in this channel are skipped. "
+            "Keys are stored encrypted and shown only masked; if the form has errors, paste them again."
+        ),
     )
 
     class Meta:
@@ -114,7 +119,7 @@ class ChannelForm(forms.ModelForm):
         names: list[str] = self.cleaned_data["groups"]
         unknown = groups.unknown(names)
         if unknown:
-            raise forms.ValidationError(f"Unknown group(s): {', '.join(sorted(unknown))}.")
+            raise forms.ValidationError(gettext("Unknown group(s): %(names)s.") % {"names": ", ".join(sorted(unknown))})
         return names
 
     def clean_new_keys(self) -> list[str]:
@@ -179,11 +184,11 @@ class ChannelKeyInline(admin.TabularInline):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return is_operator(request)
 
-    @admin.display(description="last error")
+    @admin.display(description=_("last error"))
     def last_error_short(self, obj: ChannelKey) -> str:
         return _short_error(obj.last_error)
 
-    @admin.display(description="balance")
+    @admin.display(description=_("balance"))
     def balance_shown(self, obj: ChannelKey) -> str:
         return _balance(obj)
 
@@ -200,10 +205,10 @@ class ChannelAdmin(SoftDeleteAdminMixin, OperatorOnlyAdmin):
     readonly_fields = ("created_at", "updated_at", "deleted_at")
     fieldsets = (
         (None, {"fields": ("name", "type", "base_url", "status")}),
-        ("Routing", {"fields": ("models", "model_mapping", "groups", "priority", "weight", "test_model")}),
-        ("Keys", {"fields": ("new_keys",)}),
+        (_("Routing"), {"fields": ("models", "model_mapping", "groups", "priority", "weight", "test_model")}),
+        (_("Keys"), {"fields": ("new_keys",)}),
         (
-            "Connection",
+            _("Connection"),
             {
                 "fields": (
                     "include_usage",
@@ -215,8 +220,8 @@ class ChannelAdmin(SoftDeleteAdminMixin, OperatorOnlyAdmin):
                 )
             },
         ),
-        ("Health checks", {"fields": ("probe_interval", "recovery_probe_interval", "min_balance")}),
-        ("History", {"fields": ("created_at", "updated_at", "deleted_at")}),
+        (_("Health checks"), {"fields": ("probe_interval", "recovery_probe_interval", "min_balance")}),
+        (_("History"), {"fields": ("created_at", "updated_at", "deleted_at")}),
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Channel]:
@@ -243,7 +248,11 @@ class ChannelAdmin(SoftDeleteAdminMixin, OperatorOnlyAdmin):
         if pasted:
             added = services.add_keys(obj, pasted)
             skipped = len(pasted) - len(added)
-            messages.success(request, f"Added {len(added)} key(s); skipped {skipped} already in this channel.")
+            messages.success(
+                request,
+                gettext("Added %(added)d key(s); skipped %(skipped)d already in this channel.")
+                % {"added": len(added), "skipped": skipped},
+            )
 
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
         if formset.model is not ChannelKey:
@@ -255,16 +264,16 @@ class ChannelAdmin(SoftDeleteAdminMixin, OperatorOnlyAdmin):
             services.delete_key(key)
         return None
 
-    @admin.display(description="models")
+    @admin.display(description=_("models"))
     def models_short(self, obj: Channel) -> str:
         shown = ", ".join(obj.models[:3])
         return f"{shown} +{len(obj.models) - 3}" if len(obj.models) > 3 else shown
 
-    @admin.display(description="groups")
+    @admin.display(description=_("groups"))
     def groups_short(self, obj: Channel) -> str:
         return ", ".join(obj.groups)
 
-    @admin.display(description="healthy / keys", ordering="healthy_keys")
+    @admin.display(description=_("healthy / keys"), ordering="healthy_keys")
     def keys_health(self, obj: Channel) -> str:
         return format_html(
             '<a href="{}?channel__id__exact={}">{} / {}</a>',
@@ -274,32 +283,38 @@ class ChannelAdmin(SoftDeleteAdminMixin, OperatorOnlyAdmin):
             obj.total_keys,  # type: ignore[attr-defined]
         )
 
-    @admin.action(description="Enable", permissions=["change"])
+    @admin.action(description=_("Enable"), permissions=["change"])
     def enable(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
         refused = sorted({t for t in queryset.values_list("type", flat=True) if not has_adapter(t)})
         for channel_type in refused:
             messages.error(request, no_adapter_message(channel_type))
         routable = queryset.exclude(type__in=refused)
         changed = services.set_channel_status(routable.values_list("pk", flat=True), Channel.Status.ENABLED)
-        messages.success(request, f"Enabled {changed} channel(s).")
+        messages.success(request, gettext("Enabled %(count)d channel(s).") % {"count": changed})
 
-    @admin.action(description="Disable", permissions=["change"])
+    @admin.action(description=_("Disable"), permissions=["change"])
     def disable(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
         changed = services.set_channel_status(queryset.values_list("pk", flat=True), Channel.Status.DISABLED)
-        messages.success(request, f"Disabled {changed} channel(s).")
+        messages.success(request, gettext("Disabled %(count)d channel(s).") % {"count": changed})
 
-    @admin.action(description="Probe now (every key, 1-token chat)")
+    @admin.action(description=_("Probe now (every key, 1-token chat)"))
     def test_now(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
         results = probe.probe_keys(channel_ids=list(queryset.values_list("pk", flat=True)))
         ok = sum(r.ok for r in results)
-        self.message_user(request, f"Probed {len(results)} key(s): {ok} answered, {len(results) - ok} failed.")
+        self.message_user(
+            request,
+            gettext("Probed %(count)d key(s): %(ok)d answered, %(failed)d failed.")
+            % {"count": len(results), "ok": ok, "failed": len(results) - ok},
+        )
 
-    @admin.action(description="Refresh provider balances now")
+    @admin.action(description=_("Refresh provider balances now"))
     def refresh_balances(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
         readings = [r for channel in queryset for r in services.refresh_balances(channel_id=channel.pk)]
         read = sum(r.balance is not None for r in readings)
         self.message_user(
-            request, f"Read {read} balance(s); {len(readings) - read} failed (types without a balance API are skipped)."
+            request,
+            gettext("Read %(read)d balance(s); %(failed)d failed (types without a balance API are skipped).")
+            % {"read": read, "failed": len(readings) - read},
         )
 
 
@@ -325,9 +340,9 @@ class ChannelKeyAdmin(SoftDeleteAdminMixin, OperatorOnlyAdmin):
     actions = ["enable", "disable", "test_now"]
     fieldsets = (
         (None, {"fields": ("channel", "hint", "state", "state_reason", "state_changed_at", "cooldown_until")}),
-        ("Limits (empty: unlimited)", {"fields": ("rpm_limit", "tpm_limit")}),
+        (_("Limits (empty: unlimited)"), {"fields": ("rpm_limit", "tpm_limit")}),
         (
-            "Health",
+            _("Health"),
             {
                 "fields": (
                     "last_used_at",
@@ -341,7 +356,7 @@ class ChannelKeyAdmin(SoftDeleteAdminMixin, OperatorOnlyAdmin):
                 )
             },
         ),
-        ("History", {"fields": ("created_at", "deleted_at", "recent_events")}),
+        (_("History"), {"fields": ("created_at", "deleted_at", "recent_events")}),
     )
     readonly_fields = (
         "recent_events",
@@ -370,25 +385,25 @@ class ChannelKeyAdmin(SoftDeleteAdminMixin, OperatorOnlyAdmin):
         if "state" in form.changed_data:
             services.set_key_state(obj, obj.state, _actor_reason(request))
 
-    @admin.display(description="last error")
+    @admin.display(description=_("last error"))
     def last_error_short(self, obj: ChannelKey) -> str:
         return _short_error(obj.last_error)
 
-    @admin.display(description="balance", ordering="balance")
+    @admin.display(description=_("balance"), ordering="balance")
     def balance_shown(self, obj: ChannelKey) -> str:
         return _balance(obj)
 
-    @admin.action(description="Enable", permissions=["change"])
+    @admin.action(description=_("Enable"), permissions=["change"])
     def enable(self, request: HttpRequest, queryset: QuerySet[ChannelKey]) -> None:
         changed = self._set_state(request, queryset, ChannelKey.State.ACTIVE)
-        messages.success(request, f"Enabled {changed} key(s).")
+        messages.success(request, gettext("Enabled %(count)d key(s).") % {"count": changed})
 
-    @admin.action(description="Disable", permissions=["change"])
+    @admin.action(description=_("Disable"), permissions=["change"])
     def disable(self, request: HttpRequest, queryset: QuerySet[ChannelKey]) -> None:
         changed = self._set_state(request, queryset, ChannelKey.State.MANUAL_DISABLED)
-        messages.success(request, f"Disabled {changed} key(s).")
+        messages.success(request, gettext("Disabled %(count)d key(s).") % {"count": changed})
 
-    @admin.display(description="Recent transitions")
+    @admin.display(description=_("Recent transitions"))
     def recent_events(self, obj: ChannelKey) -> str:
         events = obj.events.all()[:20]
         if not events:
@@ -409,13 +424,20 @@ class ChannelKeyAdmin(SoftDeleteAdminMixin, OperatorOnlyAdmin):
             ),
         )
 
-    @admin.action(description="Test now (1-token chat with the channel's test model)")
+    @admin.action(description=_("Test now (1-token chat with the channel's test model)"))
     def test_now(self, request: HttpRequest, queryset: QuerySet[ChannelKey]) -> None:
         results = probe.probe_keys(key_ids=list(queryset.values_list("pk", flat=True)))
         ok = sum(r.ok for r in results)
-        failed = [f"key {r.key_id}: {r.http_status or '-'} {r.error[:120]}" for r in results if not r.ok]
+        failed = [
+            gettext("key %(id)s: %(status)s %(error)s")
+            % {"id": r.key_id, "status": r.http_status or "-", "error": r.error[:120]}
+            for r in results
+            if not r.ok
+        ]
         self.message_user(
-            request, f"{ok} of {len(results)} key(s) answered." + (" " + "; ".join(failed) if failed else "")
+            request,
+            gettext("%(ok)d of %(count)d key(s) answered.") % {"ok": ok, "count": len(results)}
+            + (" " + "; ".join(failed) if failed else ""),
         )
 
     def _set_state(self, request: HttpRequest, queryset: QuerySet[ChannelKey], state: str) -> int:
@@ -454,6 +476,6 @@ class NotificationAdmin(ReadOnlyAdminMixin, OperatorOnlyAdmin):
     list_filter = ("kind",)
     search_fields = ("subject", "last_text")
 
-    @admin.display(description="delivery")
+    @admin.display(description=_("delivery"))
     def delivery(self, obj: Notification) -> str:
         return obj.last_error or "ok"

@@ -16,6 +16,7 @@ from django.contrib import admin
 from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
 
 from core.roles import Role
 
@@ -60,17 +61,17 @@ class ReadOnlyAdminMixin:
 class LiveFilter(admin.SimpleListFilter):
     """Soft-deleted rows (``deleted_at`` set) are hidden unless asked for."""
 
-    title = "deleted"
+    title = _("deleted")
     parameter_name = "deleted"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("yes", "Deleted only"), ("all", "All")]
+        return [("yes", _("Deleted only")), ("all", _("All"))]
 
     def choices(self, changelist: Any) -> Iterable[dict[str, Any]]:
         yield {
             "selected": self.value() is None,
             "query_string": changelist.get_query_string(remove=[self.parameter_name]),
-            "display": "Not deleted",
+            "display": _("Not deleted"),
         }
         for lookup, title in self.lookup_choices:
             yield {

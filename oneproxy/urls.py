@@ -3,11 +3,18 @@
 
 from django.contrib import admin
 from django.urls import include, path
+from django.utils.translation import gettext_lazy as _
 
-from oneproxy import dashboard, health
+from oneproxy import dashboard, health, i18n
+
+admin.site.site_header = "oneproxy"
+admin.site.site_title = _("oneproxy admin")
+admin.site.index_title = _("Gateway administration")
+admin.site.site_url = None  # no public site to link to
 
 urlpatterns = [
     path("admin/dashboard/", admin.site.admin_view(dashboard.view), name="admin_dashboard"),
+    path("admin/language/", admin.site.admin_view(i18n.set_language), name="admin_set_language"),
     path("admin/", admin.site.urls),
     path("api/", include("oneproxy.api_urls")),
     path("healthz", health.healthz),

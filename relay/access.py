@@ -8,6 +8,7 @@ import time
 from relay import relay_keys
 from relay.errors import RelayError, forbidden, model_not_found, unauthorized
 from relay.http import Scope, client_ip, header
+from relay.i18n import N_
 from relay.snapshot import ChannelSnap, Network, PriceSnap, Snapshot, TokenSnap, UserSnap
 
 Tiers = tuple[tuple[ChannelSnap, ...], ...]
@@ -29,35 +30,44 @@ def authenticate(
 ) -> tuple[TokenSnap, UserSnap, int | None]:
     key = presented_key(scope)
     if not key:
-        raise unauthorized("You didn't provide an API key. Send 'Authorization: Bearer sk-…'.")
+        raise unauthorized(N_("You didn't provide an API key. Send 'Authorization: Bearer sk-…'."))
     key, pinned = relay_keys.split_pinned(key)
     token = snapshot.tokens.get(relay_keys.hash_key(key))
     user = snapshot.users.get(token.user_id) if token else None
     if token is None or user is None:
-        raise unauthorized("Incorrect API key provided.")
+        raise unauthorized(N_("Incorrect API key provided."))
     if not token.active or not user.active:
-        raise unauthorized("This API key is disabled.")
+        raise unauthorized(N_("This API key is disabled."))
     if token.expires_at is not None and token.expires_at <= time.time():
-        raise unauthorized("This API key has expired.")
+        raise unauthorized(N_("This API key has expired."))
     if pinned is not None and not user.is_operator:
-        raise forbidden("Only operators may pin a channel (sk-KEY-CHANNELID).", code="channel_pin_forbidden")
+        raise forbidden(N_("Only operators may pin a channel (sk-KEY-CHANNELID)."), code="channel_pin_forbidden")
     if token.subnets:
         ip = client_ip(scope, trusted)
         if ip is None or not any(ip.version == net.version and ip in net for net in token.subnets):
-            raise forbidden(f"Requests from {ip} are not allowed for this API key.", code="ip_not_allowed")
+            raise forbidden(
+                N_("Requests from {ip} are not allowed for this API key."), code="ip_not_allowed", params={"ip": ip}
+            )
     return token, user, pinned
 
 
 def check_model(token: TokenSnap, model: str) -> None:
     if token.models and model not in token.models:
-        raise forbidden(f"This API key may not use the model '{model}'.", code="model_not_allowed")
+        raise forbidden(
+            N_("This API key may not use the model '{model}'."), code="model_not_allowed", params={"model": model}
+        )
 
 
 def route(snapshot: Snapshot, user: UserSnap, model: str, pinned: int | None) -> Tiers:
     if pinned is not None:
         channel = snapshot.channels.get(pinned)
         if channel is None:
-            raise RelayError(404, f"Channel {pinned} does not exist or is disabled.", code="channel_not_found")
+            raise RelayError(
+                404,
+                N_("Channel {channel} does not exist or is disabled."),
+                code="channel_not_found",
+                params={"channel": pinned},
+            )
         return ((channel,),)
     tiers = snapshot.routes.get((user.group, model))
     if not tiers:
@@ -68,5 +78,9 @@ def route(snapshot: Snapshot, user: UserSnap, model: str, pinned: int | None) ->
 def price(snapshot: Snapshot, model: str, channel: ChannelSnap) -> PriceSnap:
     found = snapshot.price_for(model, channel)
     if found is None:
-        raise forbidden(f"The model '{model}' has no price set; ask an operator.", code="model_not_priced")
+        raise forbidden(
+            N_("The model '{model}' has no price set; ask an operator."),
+            code="model_not_priced",
+            params={"model": model},
+        )
     return found

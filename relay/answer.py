@@ -12,6 +12,7 @@ import orjson
 from relay.call import Call, server_timing
 from relay.errors import RelayError
 from relay.http import JSON, Receive, Send, send_response
+from relay.i18n import N_
 from relay.metering import Usage
 from relay.providers import PROVIDERS
 from relay.providers.base import HubDecoder, HubEncoder, Provider, Stream
@@ -50,7 +51,7 @@ async def respond(call: Call, response: aiohttp.ClientResponse, send: Send, sett
         except (ValueError, TypeError, KeyError, AttributeError):
             await settlement.finish_failed(call, RelayError(502, "unreadable answer"))
             raise RelayError(
-                502, "The upstream's answer could not be read.", type="server_error", code="upstream_error"
+                502, N_("The upstream's answer could not be read."), type="server_error", code="upstream_error"
             ) from None
         data, content_type = call.inbound.from_hub(hub, call.model), JSON
         if usage is None:

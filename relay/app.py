@@ -34,6 +34,7 @@ from relay.errors import RelayError, bad_request, model_not_found
 from relay.fast_redis import RespClient
 from relay.holds import most_usage, prompt_estimate
 from relay.http import ClientGone, Receive, Scope, Send, header, read_body, send_response
+from relay.i18n import N_, client_language, say
 from relay.images import ImageFetcher
 from relay.inbound import INBOUND
 from relay.journal import Journal
@@ -268,20 +269,27 @@ class Relay:
             elif scope["method"] == "GET" and endpoint in BILLING_ENDPOINTS:
                 await self.billing(scope, send, request_id, endpoint)
             else:
-                raise RelayError(404, f"Unknown request URL: {scope['method']} {path}.", code="unknown_url")
+                raise RelayError(
+                    404,
+                    N_("Unknown request URL: {method} {path}."),
+                    code="unknown_url",
+                    params={"method": scope["method"], "path": path},
+                )
         except RelayError as exc:
             extra = [(b"retry-after", str(exc.retry_after).encode())] if exc.retry_after is not None else None
             if exc.status in (408, 413) or exc.code == "server_busy":  # the body is never read: close
                 extra = [*(extra or []), (b"connection", b"close")]
-            await send_response(send, exc.status, _error_body(endpoint, exc, request_id), request_id, extra=extra)
+            await send_response(
+                send, exc.status, _error_body(endpoint, exc, request_id, scope), request_id, extra=extra
+            )
         except ClientGone:
             return
         except Exception:
             # A bug of ours: log it, answer in the documented shape, never a traceback.
             log.exception("unhandled error in %s %s (%s)", scope["method"], path, request_id)
-            error = RelayError(500, "Internal error in the gateway.", type="server_error", code="internal_error")
+            error = RelayError(500, N_("Internal error in the gateway."), type="server_error", code="internal_error")
             try:
-                await send_response(send, 500, _error_body(endpoint, error, request_id), request_id)
+                await send_response(send, 500, _error_body(endpoint, error, request_id, scope), request_id)
             except Exception:  # noqa: BLE001 - the response may have started already
                 pass
         finally:
@@ -342,7 +350,7 @@ class Relay:
             # Bodies still arriving past this count are slow or stalled
             # clients; each holds a connection for up to body_timeout.
             raise RelayError(
-                503, "Too many requests are still sending their bodies; retry shortly.", type="server_error",
+                503, N_("Too many requests are still sending their bodies; retry shortly."), type="server_error",
                 code="server_busy", retry_after=1,
             )  # fmt: skip
         self.receiving += 1
@@ -356,9 +364,11 @@ class Relay:
             try:
                 payload = orjson.loads(raw)
             except orjson.JSONDecodeError:
-                raise bad_request("We could not parse the JSON body of your request.", code="invalid_json") from None
+                raise bad_request(
+                    N_("We could not parse the JSON body of your request."), code="invalid_json"
+                ) from None
             if not isinstance(payload, dict):
-                raise bad_request("The request body must be a JSON object.", code="invalid_json")
+                raise bad_request(N_("The request body must be a JSON object."), code="invalid_json")
             validate(endpoint, payload)
             model = payload.get("model")
             stream = payload.get("stream") is True
@@ -366,7 +376,7 @@ class Relay:
             model = multipart_field(raw, content_type, "model")
             stream = False
         if not isinstance(model, str) or not model:
-            raise bad_request("You must provide a model parameter.", param="model", code="missing_model")
+            raise bad_request(N_("You must provide a model parameter."), param="model", code="missing_model")
         access.check_model(token, model)
         tiers = access.route(snapshot, user, model, pinned)
         inbound = INBOUND[inbound_format(endpoint)]
@@ -424,9 +434,14 @@ def inbound_format(endpoint: str) -> str:
     return "anthropic" if endpoint.startswith("messages") else "openai"
 
 
-def _error_body(endpoint: str, error: RelayError, request_id: str) -> bytes:
+def _error_body(endpoint: str, error: RelayError, request_id: str, scope: Scope) -> bytes:
     inbound = INBOUND.get(inbound_format(endpoint), INBOUND["openai"])
-    message = f"{error.message} (request id: {request_id})"
+    language = client_language(header(scope, b"accept-language"))
+    message = say(
+        N_("{message} (request id: {request_id})"),
+        {"message": error.said_in(language), "request_id": request_id},
+        language,
+    )
     return inbound.error_body(error.status, message, error.type, error.code, error.param)
 
 

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from relay.errors import RelayError
+from relay.i18n import N_
 from relay.snapshot import Network
 
 Scope = MutableMapping[str, Any]
@@ -40,7 +41,10 @@ async def read_body(scope: Scope, receive: Receive, limit: int, timeout: float =
             return await _read_all(receive, limit)
     except TimeoutError:
         raise RelayError(
-            408, f"The request body did not arrive within {timeout:g} s.", code="request_timeout"
+            408,
+            N_("The request body did not arrive within {seconds} s."),
+            code="request_timeout",
+            params={"seconds": f"{timeout:g}"},
         ) from None
 
 
@@ -62,7 +66,9 @@ async def _read_all(receive: Receive, limit: int) -> bytes:
 
 
 def too_large(limit: int) -> RelayError:
-    return RelayError(413, f"Request body is larger than {limit} bytes.", code="request_too_large")
+    return RelayError(
+        413, N_("Request body is larger than {limit} bytes."), code="request_too_large", params={"limit": limit}
+    )
 
 
 class ClientGone(Exception):

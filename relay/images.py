@@ -25,6 +25,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 
 from relay.call import Call
 from relay.errors import RelayError, bad_request
+from relay.i18n import N_
 from relay.providers.base import Image
 from relay.snapshot import Network
 
@@ -122,23 +123,33 @@ class ImageFetcher:
         try:
             data = await self._get(url)
         except Refused as exc:
-            raise bad_request(f"The image URL {shown} was not fetched: {exc}.", code="image_url_refused") from None
+            raise bad_request(
+                N_("The image URL {url} was not fetched: {reason}."),
+                code="image_url_refused",
+                params={"url": shown, "reason": exc},
+            ) from None
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             cause = exc.__cause__ if isinstance(exc.__cause__, Refused) else None
             if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, Refused):
                 cause = exc.os_error
             if cause is not None:
                 raise bad_request(
-                    f"The image URL {shown} was not fetched: {cause}.", code="image_url_refused"
+                    N_("The image URL {url} was not fetched: {reason}."),
+                    code="image_url_refused",
+                    params={"url": shown, "reason": cause},
                 ) from None
             reason = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
             raise bad_request(
-                f"The image URL {shown} could not be fetched ({reason}).", code="image_fetch_failed"
+                N_("The image URL {url} could not be fetched ({reason})."),
+                code="image_fetch_failed",
+                params={"url": shown, "reason": reason},
             ) from None
         kind = media_type(data)
         if kind is None:
             raise bad_request(
-                f"The image URL {shown} is not a PNG, JPEG, GIF or WebP image.", code="image_fetch_failed"
+                N_("The image URL {url} is not a PNG, JPEG, GIF or WebP image."),
+                code="image_fetch_failed",
+                params={"url": shown},
             )
         return Image(kind, base64.b64encode(data).decode())
 
@@ -168,4 +179,8 @@ class ImageFetcher:
         raise Refused(f"more than {MAX_REDIRECTS} redirects")
 
     def _too_large(self, url: str) -> RelayError:
-        return bad_request(f"The image at {url[:200]} is larger than {self.max_bytes} bytes.", code="image_too_large")
+        return bad_request(
+            N_("The image at {url} is larger than {limit} bytes."),
+            code="image_too_large",
+            params={"url": url[:200], "limit": self.max_bytes},
+        )

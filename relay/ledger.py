@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 from relay.db import DbWorker
 from relay.errors import insufficient_quota
 from relay.fast_redis import RespClient, RespError
+from relay.i18n import N_, Term
 from relay.metering import charge_micro
 from relay.outage import Outage, store_unavailable
 from relay.periods import period_bounds
@@ -65,15 +66,31 @@ def budgets_of(user: UserSnap) -> list[tuple[Subject, int, str]]:
     return out
 
 
-PERIOD_ADJECTIVE = {"day": "daily", "week": "weekly", "month": "monthly"}
+PERIOD_ADJECTIVE = {"day": Term(N_("daily")), "week": Term(N_("weekly")), "month": Term(N_("monthly"))}
 
 
 def _budget_refusal(subject: Subject, period: str, amount: int, left: int) -> Exception:
-    whose = "Your" if subject[0] == "user" else "Your team's"
-    adjective = PERIOD_ADJECTIVE.get(period, period)
+    if subject[0] == "user":
+        template = N_("Your {period} budget is used up: this request may cost up to {cost}, {left} left this period.")
+    else:
+        template = N_(
+            "Your team's {period} budget is used up: this request may cost up to {cost}, {left} left this period."
+        )
+    period_word = PERIOD_ADJECTIVE.get(period, period)
+    return insufficient_quota(template, {"period": period_word, "cost": _usd(amount), "left": _usd(max(left, 0))})
+
+
+def _no_balance(amount: int, available: int) -> Exception:
     return insufficient_quota(
-        f"{whose} {adjective} budget is used up: this request may cost up to {_usd(amount)}, {_usd(max(left, 0))} "
-        "left this period."
+        N_("Insufficient balance: this request may cost up to {cost}, available {available}."),
+        {"cost": _usd(amount), "available": _usd(available)},
+    )
+
+
+def _no_quota(amount: int, left: int) -> Exception:
+    return insufficient_quota(
+        N_("Token quota exceeded: this request may cost up to {cost}, the key has {left} left."),
+        {"cost": _usd(amount), "left": _usd(left)},
     )
 
 
@@ -147,9 +164,7 @@ class MemoryLedger:
         # No await between checks and writes: the event loop makes this atomic.
         available = self.available(user.id)
         if available < amount:
-            raise insufficient_quota(
-                f"Insufficient balance: this request may cost up to {_usd(amount)}, available {_usd(available)}."
-            )
+            raise _no_balance(amount, available)
         capped = token.quota is not None
         if capped:
             left = (
@@ -159,9 +174,7 @@ class MemoryLedger:
                 - self._token_held.get(token.id, 0)
             )
             if left < amount:
-                raise insufficient_quota(
-                    f"Token quota exceeded: this request may cost up to {_usd(amount)}, the key has {_usd(left)} left."
-                )
+                raise _no_quota(amount, left)
         budgets = budgets_of(user)
         for subject, budget, period in budgets:
             left = budget - self._spent.get(subject, 0) - self._budget_held.get(subject, 0)
@@ -411,15 +424,9 @@ class RedisLedger:
                 subjects = tuple(b[0] for b in budgets)
                 return Hold(user.id, token.id, amount, quota >= 0, subjects, tuple(allow_keys), member, ref)
             if outcome == 0:
-                raise insufficient_quota(
-                    f"Insufficient balance: this request may cost up to {_usd(amount)}, "
-                    f"available {_usd(int(result[1]))}."
-                )
+                raise _no_balance(amount, int(result[1]))
             if outcome == 1:
-                raise insufficient_quota(
-                    f"Token quota exceeded: this request may cost up to {_usd(amount)}, "
-                    f"the key has {_usd(int(result[1]))} left."
-                )
+                raise _no_quota(amount, int(result[1]))
             if outcome == 3:
                 subject, _, period = budgets[int(result[1]) - 1]
                 raise _budget_refusal(subject, period, amount, int(result[2]))

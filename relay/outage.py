@@ -8,6 +8,7 @@ import logging
 import time
 
 from relay.errors import RelayError
+from relay.i18n import N_
 
 log = logging.getLogger("oneproxy.relay.outage")
 
@@ -16,7 +17,7 @@ def store_unavailable() -> RelayError:
     """The documented answer while Redis is unreachable (503 ``store_unavailable``)."""
     return RelayError(
         503,
-        "The gateway's shared store (Redis) is not answering; nothing was charged. Retry shortly.",
+        N_("The gateway's shared store (Redis) is not answering; nothing was charged. Retry shortly."),
         type="server_error",
         code="store_unavailable",
     )

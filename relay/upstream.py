@@ -19,6 +19,7 @@ from relay import keystate
 from relay.access import Tiers
 from relay.call import Call, UpstreamFailure
 from relay.errors import RelayError, bad_request
+from relay.i18n import N_
 from relay.keypool import KeyPool
 from relay.providers import PROVIDERS
 from relay.providers.base import ConversionError, Provider, UpstreamRequest
@@ -90,16 +91,17 @@ class Upstream:
         if wait is not None:
             raise RelayError(
                 429,
-                "Every key for this model is cooling down; retry later.",
+                N_("Every key for this model is cooling down; retry later."),
                 type="rate_limit_error",
                 code="keys_cooling",
                 retry_after=max(1, int(wait + 0.999)),
             )
         raise RelayError(
             503,
-            f"No channel has a usable key for the model '{call.model}'.",
+            N_("No channel has a usable key for the model '{model}'."),
             type="server_error",
             code="no_available_key",
+            params={"model": call.model},
         )
 
     async def on_transition_of(self, transition: keystate.Transition | None) -> None:
@@ -109,22 +111,33 @@ class Upstream:
     def client_error(self, failure: UpstreamFailure) -> RelayError:
         verdict = failure.verdict
         if verdict.fault == "request":
-            return RelayError(failure.status, f"Upstream error: {verdict.message}", code="upstream_error")
+            return RelayError(
+                failure.status,
+                N_("Upstream error: {message}"),
+                code="upstream_error",
+                params={"message": verdict.message},
+            )
         if verdict.fault == "cool":
             return RelayError(
                 429,
-                f"Upstream rate limit: {verdict.message}",
+                N_("Upstream rate limit: {message}"),
+                params={"message": verdict.message},
                 type="rate_limit_error",
                 code="rate_limit_exceeded",
                 retry_after=max(1, int(min(verdict.retry_after or 1, self.pool.breaker.max_cooldown) + 0.999)),
             )
         if failure.timeout:
             return RelayError(
-                504, f"Upstream timed out: {verdict.message}", type="server_error", code="upstream_timeout"
+                504,
+                N_("Upstream timed out: {message}"),
+                type="server_error",
+                code="upstream_timeout",
+                params={"message": verdict.message},
             )
         return RelayError(
             502,
-            f"Upstream error (status {failure.status}): {verdict.message}",
+            N_("Upstream error (status {status}): {message}"),
+            params={"status": failure.status, "message": verdict.message},
             type="server_error",
             code="upstream_error",
         )
@@ -147,9 +160,12 @@ class Upstream:
             )
         if call.endpoint not in CONVERTIBLE or call.payload is None:
             raise bad_request(
-                f"/{call.endpoint} is not available for the model '{call.model}': its channel speaks "
-                f"the {provider.format} format, which serves chat only.",
+                N_(
+                    "/{endpoint} is not available for the model '{model}': its channel speaks "
+                    "the {format} format, which serves chat only."
+                ),
                 code="unsupported_endpoint",
+                params={"endpoint": call.endpoint, "model": call.model, "format": provider.format},
             )
         try:
             if call.hub is None:

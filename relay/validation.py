@@ -12,6 +12,7 @@ relay. Everything else passes through untouched: the upstream judges it.
 from __future__ import annotations
 
 from relay.errors import RelayError, bad_request
+from relay.i18n import N_, Term
 
 # Output multipliers above this are refused: no provider accepts more, and
 # the hold is their product with the completion cap.
@@ -37,7 +38,8 @@ def _type_name(value: object) -> str:
 
 def _invalid(field: str, expected: str, value: object) -> RelayError:
     return bad_request(
-        f"Invalid type for '{field}': expected {expected}, but got {_type_name(value)} instead.",
+        N_("Invalid type for '{field}': expected {expected}, but got {got} instead."),
+        params={"field": field, "expected": Term(expected), "got": _type_name(value)},
         param=field,
         code="invalid_type",
     )
@@ -48,10 +50,13 @@ def _count(payload: dict[str, object], field: str, maximum: int) -> None:
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _invalid(field, "an integer", value)
+        raise _invalid(field, N_("an integer"), value)
     if not 1 <= value <= maximum:
         raise bad_request(
-            f"Invalid '{field}': {value} is outside 1 to {maximum}.", param=field, code="integer_out_of_range"
+            N_("Invalid '{field}': {value} is outside 1 to {maximum}."),
+            param=field,
+            code="integer_out_of_range",
+            params={"field": field, "value": value, "maximum": maximum},
         )
 
 
@@ -59,17 +64,17 @@ def validate(endpoint: str, payload: dict[str, object]) -> None:
     """Raise a 400 ``RelayError`` when a field the gateway relies on is wrong."""
     model = payload.get("model")
     if model is not None and not isinstance(model, str):
-        raise _invalid("model", "a string", model)
+        raise _invalid("model", N_("a string"), model)
     stream = payload.get("stream")
     if stream is not None and not isinstance(stream, bool):
-        raise _invalid("stream", "a boolean", stream)
+        raise _invalid("stream", N_("a boolean"), stream)
     options = payload.get("stream_options")
     if options is not None:
         if not isinstance(options, dict):
-            raise _invalid("stream_options", "an object", options)
+            raise _invalid("stream_options", N_("an object"), options)
         include = options.get("include_usage")
         if include is not None and not isinstance(include, bool):
-            raise _invalid("stream_options.include_usage", "a boolean", include)
+            raise _invalid("stream_options.include_usage", N_("a boolean"), include)
     for field in CAP_FIELDS:
         _count(payload, field, MAX_TOKENS)
     _count(payload, "n", MAX_CHOICES)
@@ -80,15 +85,15 @@ def validate(endpoint: str, payload: dict[str, object]) -> None:
     if endpoint in MESSAGE_ENDPOINTS:
         messages = payload.get("messages")
         if messages is None:
-            raise bad_request("Missing required parameter: 'messages'.", param="messages", code="missing_messages")
+            raise bad_request(N_("Missing required parameter: 'messages'."), param="messages", code="missing_messages")
         if not isinstance(messages, list):
-            raise _invalid("messages", "an array", messages)
+            raise _invalid("messages", N_("an array"), messages)
         for i, message in enumerate(messages):
             if not isinstance(message, dict):
-                raise _invalid(f"messages[{i}]", "an object", message)
+                raise _invalid(f"messages[{i}]", N_("an object"), message)
             role = message.get("role")
             if not isinstance(role, str):
-                raise _invalid(f"messages[{i}].role", "a string", role)
+                raise _invalid(f"messages[{i}].role", N_("a string"), role)
             content = message.get("content")
             if content is not None and not isinstance(content, str | list):
-                raise _invalid(f"messages[{i}].content", "a string or an array", content)
+                raise _invalid(f"messages[{i}].content", N_("a string or an array"), content)

@@ -7,6 +7,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
 
 from billing.models import (
     ModelPrice,
@@ -21,9 +22,10 @@ from relay.channel_types import CHOICES as CHANNEL_TYPE_CHOICES
 
 class ModelPriceForm(forms.ModelForm):
     channel_type = forms.ChoiceField(
-        choices=[("", "any"), *CHANNEL_TYPE_CHOICES],
+        label=_("Channel type"),
+        choices=[("", _("any")), *CHANNEL_TYPE_CHOICES],
         required=False,
-        help_text="Price only for channels of this type; 'any' applies everywhere else.",
+        help_text=_("Price only for channels of this type; 'any' applies everywhere else."),
     )
 
     class Meta:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
 
 from billing.models import (
     ReconcileReport,
@@ -58,31 +59,31 @@ class ReconcileReportAdmin(ReadOnlyAdminMixin, OperatorOnlyAdmin):
     )
     readonly_fields = fields
 
-    @admin.display(description="clean", boolean=True)
+    @admin.display(description=_("clean"), boolean=True)
     def is_clean(self, obj: ReconcileReport) -> bool:
         return obj.is_clean
 
-    @admin.display(description="mirrors released")
+    @admin.display(description=_("mirrors released"))
     def released_count(self, obj: ReconcileReport) -> int:
         return len(obj.mirrors_released)
 
-    @admin.display(description="drift (µUSD: balance column, ledger sum, balance − ledger; fixed to the ledger)")
+    @admin.display(description=_("drift (µUSD: balance column, ledger sum, balance − ledger; fixed to the ledger)"))
     def drift_table(self, obj: ReconcileReport) -> str:
         return _table(obj.drift)
 
-    @admin.display(description="usage drift (µUSD: charged in the ledger, settled usage, charged − settled)")
+    @admin.display(description=_("usage drift (µUSD: charged in the ledger, settled usage, charged − settled)"))
     def usage_drift_table(self, obj: ReconcileReport) -> str:
         return _table(obj.usage_drift)
 
-    @admin.display(description="rollup drift (hours whose rollups differ from their raw rows)")
+    @admin.display(description=_("rollup drift (hours whose rollups differ from their raw rows)"))
     def rollup_drift_table(self, obj: ReconcileReport) -> str:
         return _table(obj.rollup_drift)
 
-    @admin.display(description="budget counters fixed (µUSD: counter, rollups; set to the rollups)")
+    @admin.display(description=_("budget counters fixed (µUSD: counter, rollups; set to the rollups)"))
     def budget_drift_table(self, obj: ReconcileReport) -> str:
         return _table(obj.budget_drift)
 
-    @admin.display(description="stale holds released (µUSD: mirror, balance)")
+    @admin.display(description=_("stale holds released (µUSD: mirror, balance)"))
     def released_table(self, obj: ReconcileReport) -> str:
         return _table(obj.mirrors_released)
 

@@ -18,6 +18,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
 
 from billing import services
 from billing.admin.shared import (
@@ -36,26 +37,28 @@ from core.admin import (
 
 
 class RedemptionBatchForm(forms.Form):
-    name = forms.CharField(max_length=128, help_text="Names the batch; filter and export by it.")
-    count = forms.IntegerField(min_value=1, max_value=services.MAX_CODES_PER_BATCH)
+    name = forms.CharField(label=_("Name"), max_length=128, help_text=_("Names the batch; filter and export by it."))
+    count = forms.IntegerField(label=_("Count"), min_value=1, max_value=services.MAX_CODES_PER_BATCH)
     amount_usd = forms.DecimalField(
-        label="Amount per code (USD)", min_value=Decimal("0.000001"), max_digits=18, decimal_places=6
+        label=_("Amount per code (USD)"), min_value=Decimal("0.000001"), max_digits=18, decimal_places=6
     )
-    expires_at = forms.DateTimeField(required=False, help_text="UTC, e.g. 2026-12-31 23:59. Empty: never.")
+    expires_at = forms.DateTimeField(
+        label=_("Expires at"), required=False, help_text=_("UTC, e.g. 2026-12-31 23:59. Empty: never.")
+    )
 
     def clean_expires_at(self) -> datetime | None:
         value = self.cleaned_data["expires_at"]
         if value is not None and value <= timezone.now():
-            raise forms.ValidationError("Must be in the future.")
+            raise forms.ValidationError(_("Must be in the future."))
         return value
 
 
 class RedemptionStatusFilter(admin.SimpleListFilter):
-    title = "status"
+    title = _("status")
     parameter_name = "status"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("unused", "Unused"), ("redeemed", "Redeemed"), ("expired", "Expired")]
+        return [("unused", _("Unused")), ("redeemed", _("Redeemed")), ("expired", _("Expired"))]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         now = timezone.now()
@@ -69,7 +72,7 @@ class RedemptionStatusFilter(admin.SimpleListFilter):
 
 
 class BatchFilter(admin.SimpleListFilter):
-    title = "batch"
+    title = _("batch")
     parameter_name = "name"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
@@ -163,11 +166,11 @@ class RedemptionCodeAdmin(OperatorOnlyAdmin):
             {
                 **self.admin_site.each_context(request),
                 "opts": self.opts,
-                "title": "Create a batch of redemption codes",
-                "intro": "Each code credits its amount to the balance of the user who redeems it, once.",
+                "title": _("Create a batch of redemption codes"),
+                "intro": _("Each code credits its amount to the balance of the user who redeems it, once."),
                 "form": form,
                 "hidden": [],
-                "submit_label": "Create",
+                "submit_label": _("Create"),
             },
         )
 
@@ -186,14 +189,14 @@ class RedemptionCodeAdmin(OperatorOnlyAdmin):
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "all"
         return codes_csv(codes, f"redemption-codes-{slug}.csv")
 
-    @admin.action(description="Export selected as CSV", permissions=["view"])
+    @admin.action(description=_("Export selected as CSV"), permissions=["view"])
     def export_csv(self, request: HttpRequest, queryset: QuerySet[RedemptionCode]) -> HttpResponse:
         return codes_csv(queryset, "redemption-codes.csv")
 
-    @admin.display(description="amount", ordering="amount")
+    @admin.display(description=_("amount"), ordering="amount")
     def amount_usd(self, obj: RedemptionCode) -> str | None:
         return usd(obj.amount)
 
-    @admin.display(description="status")
+    @admin.display(description=_("status"))
     def status(self, obj: RedemptionCode) -> str:
         return obj.status_at(timezone.now())

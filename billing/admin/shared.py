@@ -10,6 +10,8 @@ from django.contrib import admin
 from django.contrib.auth.models import Group as PermissionGroup
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from billing import budgets
 from billing.models import (
@@ -109,17 +111,28 @@ class UsdAmountField(forms.DecimalField):
         return (None if typed is None else to_micro(typed)) != initial
 
 
+# "… left this day / week / month"
+PERIOD_WORDS: dict[str, Any] = {"day": _("day"), "week": _("week"), "month": _("month")}
+
+
 def budget_text(status: budgets.BudgetStatus) -> str:
     if status.budget is None:
-        return f"no budget; {usd(status.spent)} spent this {status.period}"
-    return (
-        f"{usd(status.remaining)} of {usd(status.budget)} left this {status.period} "
-        f"(resets {status.resets_at:%Y-%m-%d %H:%M} UTC)"
-    )
+        return gettext("no budget; %(spent)s spent this %(period)s") % {
+            "spent": usd(status.spent),
+            "period": PERIOD_WORDS[status.period],
+        }
+    return gettext("%(left)s of %(budget)s left this %(period)s (resets %(at)s UTC)") % {
+        "left": usd(status.remaining),
+        "budget": usd(status.budget),
+        "period": PERIOD_WORDS[status.period],
+        "at": f"{status.resets_at:%Y-%m-%d %H:%M}",
+    }
 
 
 def validate_subnet(value: str) -> None:
     try:
         ipaddress.ip_network(value, strict=False)
     except ValueError:
-        raise forms.ValidationError(f"{value!r} is not an IP network (e.g. 10.0.0.0/8).") from None
+        raise forms.ValidationError(
+            gettext("%(value)r is not an IP network (e.g. 10.0.0.0/8).") % {"value": value}
+        ) from None

@@ -10,6 +10,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from billing import services
 from billing.admin.shared import (
@@ -36,16 +38,16 @@ from core.admin import (
 
 class TokenForm(forms.ModelForm):
     quota_usd = forms.DecimalField(
-        label="Quota (USD)",
+        label=_("Quota (USD)"),
         required=False,
         min_value=Decimal(0),
         max_digits=18,
         decimal_places=6,
-        help_text="Spending cap in US dollars, e.g. 25.00. Empty: no cap.",
+        help_text=_("Spending cap in US dollars, e.g. 25.00. Empty: no cap."),
     )
-    models = StringListField(help_text="Allowed models, one per line. Empty: all.")
+    models = StringListField(help_text=_("Allowed models, one per line. Empty: all."))
     subnets = StringListField(
-        item_validator=validate_subnet, help_text="Allowed client networks (CIDR), one per line. Empty: all."
+        item_validator=validate_subnet, help_text=_("Allowed client networks (CIDR), one per line. Empty: all.")
     )
 
     class Meta:
@@ -90,15 +92,15 @@ class TokenAdmin(SoftDeleteAdminMixin, TeamScopedAdmin):
 
     add_fieldsets = (
         (None, {"fields": ("user", "name", "expires_at", "quota_usd")}),
-        ("Restrictions", {"fields": ("models", "subnets")}),
-        ("Rate limits (empty: unlimited)", {"fields": _LIMITS}),
+        (_("Restrictions"), {"fields": ("models", "subnets")}),
+        (_("Rate limits (empty: unlimited)"), {"fields": _LIMITS}),
     )
     fieldsets = (
         (None, {"fields": ("user", "name", "key_prefix", "status", "expires_at")}),
-        ("Spending", {"fields": ("quota_usd", "used_usd")}),
-        ("Restrictions", {"fields": ("models", "subnets")}),
-        ("Rate limits (empty: unlimited)", {"fields": _LIMITS}),
-        ("History", {"fields": ("created_at", "last_used_at", "deleted_at")}),
+        (_("Spending"), {"fields": ("quota_usd", "used_usd")}),
+        (_("Restrictions"), {"fields": ("models", "subnets")}),
+        (_("Rate limits (empty: unlimited)"), {"fields": _LIMITS}),
+        (_("History"), {"fields": ("created_at", "last_used_at", "deleted_at")}),
     )
 
     def scope_to_team(self, queryset: QuerySet, team_id: int) -> QuerySet:
@@ -151,26 +153,26 @@ class TokenAdmin(SoftDeleteAdminMixin, TeamScopedAdmin):
         obj._state.db = token._state.db
         messages.success(
             request,
-            format_html("Token key: <code>{}</code> — copy it now, it will not be shown again.", key),
+            format_html(gettext("Token key: <code>{}</code> — copy it now, it will not be shown again."), key),
         )
 
-    @admin.display(description="quota", ordering="quota")
+    @admin.display(description=_("quota"), ordering="quota")
     def quota_usd(self, obj: Token) -> str | None:
         return usd(obj.quota)
 
-    @admin.display(description="used", ordering="used")
+    @admin.display(description=_("used"), ordering="used")
     def used_usd(self, obj: Token) -> str | None:
         return usd(obj.used)
 
-    @admin.action(description="Enable", permissions=["change"])
+    @admin.action(description=_("Enable"), permissions=["change"])
     def enable(self, request: HttpRequest, queryset: QuerySet[Token]) -> None:
         changed = self._set_status(queryset, Token.Status.ACTIVE)
-        messages.success(request, f"Enabled {changed} token(s).")
+        messages.success(request, gettext("Enabled %(count)d token(s).") % {"count": changed})
 
-    @admin.action(description="Disable", permissions=["change"])
+    @admin.action(description=_("Disable"), permissions=["change"])
     def disable(self, request: HttpRequest, queryset: QuerySet[Token]) -> None:
         changed = self._set_status(queryset, Token.Status.DISABLED)
-        messages.success(request, f"Disabled {changed} token(s).")
+        messages.success(request, gettext("Disabled %(count)d token(s).") % {"count": changed})
 
     def _set_status(self, queryset: QuerySet[Token], status: str) -> int:
         changed = 0

@@ -50,15 +50,15 @@ class LedgerEntryAdmin(ReadOnlyAdminMixin, OperatorOnlyAdmin):
     date_hierarchy = "created_at"
     show_full_result_count = False
 
-    @admin.display(description="amount", ordering="amount")
+    @admin.display(description=_("amount"), ordering="amount")
     def amount_usd(self, obj: LedgerEntry) -> str | None:
         return usd(obj.amount)
 
-    @admin.display(description="balance after")
+    @admin.display(description=_("balance after"))
     def balance_after_usd(self, obj: LedgerEntry) -> str | None:
         return usd(obj.balance_after)
 
-    @admin.display(description="usage")
+    @admin.display(description=_("usage"))
     def charged_usage(self, obj: LedgerEntry) -> str:
         """A charge covers the user's usage rows of its settlement batch (an
         older charge: one row, named by id). Rows past the retention are
@@ -376,7 +376,7 @@ class UsageLogAdmin(ReadOnlyAdminMixin, TeamScopedAdmin):
             {
                 **self.admin_site.each_context(request),
                 "opts": self.opts,
-                "title": "Usage totals",
+                "title": _("Usage totals"),
                 "form": form,
                 "rows": rows,
                 "total": total,
@@ -388,11 +388,17 @@ class UsageLogAdmin(ReadOnlyAdminMixin, TeamScopedAdmin):
 
 
 class UsageSummaryForm(forms.Form):
-    GROUPS = [("user", "user"), ("team", "team"), ("token", "token"), ("model", "model"), ("channel", "channel")]
+    GROUPS = [
+        ("user", _("user")),
+        ("team", _("team")),
+        ("token", _("token")),
+        ("model", _("model")),
+        ("channel", _("channel")),
+    ]
 
-    group_by = forms.ChoiceField(choices=GROUPS)
-    since = forms.DateTimeField(required=False, help_text="UTC")
-    until = forms.DateTimeField(required=False, help_text="UTC")
+    group_by = forms.ChoiceField(label=_("group by"), choices=GROUPS)
+    since = forms.DateTimeField(label=_("since"), required=False, help_text=_("UTC"))
+    until = forms.DateTimeField(label=_("until"), required=False, help_text=_("UTC"))
 
     def __init__(self, *args: Any, choices: list[tuple[str, str]], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

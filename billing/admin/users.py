@@ -15,6 +15,8 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from billing import budgets, services
 from billing.admin.shared import (
@@ -46,7 +48,7 @@ class GroupAdmin(OperatorOnlyAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Group]:
         return super().get_queryset(request).annotate(user_count=Count("users"))
 
-    @admin.display(description="users", ordering="user_count")
+    @admin.display(description=_("users"), ordering="user_count")
     def user_count(self, obj: Group) -> int:
         return obj.user_count  # type: ignore[attr-defined]
 
@@ -61,7 +63,10 @@ class TeamAdmin(TeamScopedAdmin):
     def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "budget":
             return UsdAmountField(
-                label="Budget (USD)", required=False, min_value=Decimal(0), help_text="Per period. Empty: no budget."
+                label=_("Budget (USD)"),
+                required=False,
+                min_value=Decimal(0),
+                help_text=_("Per period. Empty: no budget."),
             )
         return super().formfield_for_dbfield(db_field, request, **kwargs)
 
@@ -70,11 +75,11 @@ class TeamAdmin(TeamScopedAdmin):
             return self.fields
         return tuple("budget_usd" if f == "budget" else f for f in self.fields)  # not the raw µUSD
 
-    @admin.display(description="budget", ordering="budget")
+    @admin.display(description=_("budget"), ordering="budget")
     def budget_usd(self, obj: Team) -> str | None:
         return usd(obj.budget)
 
-    @admin.display(description="this period")
+    @admin.display(description=_("this period"))
     def budget_left(self, obj: Team) -> str:
         return budget_text(budgets.budget_status(obj, timezone.now())) if obj.pk else "—"
 
@@ -87,7 +92,7 @@ class TeamAdmin(TeamScopedAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Team]:
         return super().get_queryset(request).annotate(member_count=Count("members"))
 
-    @admin.display(description="members", ordering="member_count")
+    @admin.display(description=_("members"), ordering="member_count")
     def member_count(self, obj: Team) -> int:
         return obj.member_count  # type: ignore[attr-defined]
 
@@ -102,15 +107,15 @@ class PasswordStatusWidget(auth_forms.ReadOnlyPasswordHashWidget):
     def get_context(self, name: str, value: Any, attrs: Any) -> dict[str, Any]:
         context = super().get_context(name, value, attrs)
         has_password = bool(value) and not value.startswith("!")
-        context["summary"] = [{"label": "Password set." if has_password else "No password set."}]
+        context["summary"] = [{"label": _("Password set.") if has_password else _("No password set.")}]
         return context
 
 
 class UserChangeForm(auth_forms.UserChangeForm):
     password = auth_forms.ReadOnlyPasswordHashField(
-        label="Password",
+        label=_("Password"),
         widget=PasswordStatusWidget,
-        help_text="Raw passwords are not stored, so there is no way to see the user’s password.",
+        help_text=_("Raw passwords are not stored, so there is no way to see the user’s password."),
     )
 
     class Meta(auth_forms.UserChangeForm.Meta):
@@ -125,23 +130,23 @@ class UserCreationForm(auth_forms.AdminUserCreationForm):
 
 class AdjustBalanceForm(forms.Form):
     amount_usd = forms.DecimalField(
-        label="Amount (USD)",
+        label=_("Amount (USD)"),
         max_digits=18,
         decimal_places=6,
-        help_text="Added to each balance; negative to take money away. Not zero.",
+        help_text=_("Added to each balance; negative to take money away. Not zero."),
     )
-    note = forms.CharField(max_length=255, help_text="Why; recorded on the ledger entry.")
+    note = forms.CharField(label=_("Note"), max_length=255, help_text=_("Why; recorded on the ledger entry."))
 
     def clean_amount_usd(self) -> int:
         amount = to_micro(self.cleaned_data["amount_usd"])
         if amount == 0:
-            raise forms.ValidationError("Must not be zero.")
+            raise forms.ValidationError(_("Must not be zero."))
         return amount
 
     def clean_note(self) -> str:
         note = self.cleaned_data["note"].strip()
         if not note:
-            raise forms.ValidationError("Say why.")
+            raise forms.ValidationError(_("Say why."))
         return note
 
 
@@ -162,22 +167,22 @@ class UserAdmin(TeamScopedAdmin, DjangoUserAdmin):
 
     fieldsets = (
         (None, {"fields": ("username", "password")}),
-        ("Personal info", {"fields": ("first_name", "last_name", "email")}),
-        ("Access", {"fields": ("role", "group", "team", "is_active", "access_token_prefix")}),
-        ("Balance", {"fields": ("balance_usd", "budget", "budget_period", "budget_left")}),
-        ("Important dates", {"fields": ("last_login", "date_joined")}),
+        (_("Personal info"), {"fields": ("first_name", "last_name", "email", "language")}),
+        (_("Access"), {"fields": ("role", "group", "team", "is_active", "access_token_prefix")}),
+        (_("Balance"), {"fields": ("balance_usd", "budget", "budget_period", "budget_left")}),
+        (_("Important dates"), {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = (
         (None, {"classes": ("wide",), "fields": _PASSWORD_FIELDS}),
-        ("Access", {"fields": ("email", "role", "group", "team")}),
+        (_("Access"), {"fields": ("email", "role", "group", "team")}),
     )
     # What a team admin may set; role and team are forced (see save_model).
     team_fieldsets = (
         (None, {"fields": ("username", "password")}),
-        ("Personal info", {"fields": ("first_name", "last_name", "email")}),
-        ("Access", {"fields": ("role", "team", "is_active", "access_token_prefix")}),
-        ("Balance", {"fields": ("balance_usd", "budget_usd", "budget_period", "budget_left")}),
-        ("Important dates", {"fields": ("last_login", "date_joined")}),
+        (_("Personal info"), {"fields": ("first_name", "last_name", "email", "language")}),
+        (_("Access"), {"fields": ("role", "team", "is_active", "access_token_prefix")}),
+        (_("Balance"), {"fields": ("balance_usd", "budget_usd", "budget_period", "budget_left")}),
+        (_("Important dates"), {"fields": ("last_login", "date_joined")}),
     )
     team_add_fieldsets = ((None, {"classes": ("wide",), "fields": (*_PASSWORD_FIELDS, "email")}),)
 
@@ -241,7 +246,10 @@ class UserAdmin(TeamScopedAdmin, DjangoUserAdmin):
     def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "budget":
             return UsdAmountField(
-                label="Budget (USD)", required=False, min_value=Decimal(0), help_text="Per period. Empty: no budget."
+                label=_("Budget (USD)"),
+                required=False,
+                min_value=Decimal(0),
+                help_text=_("Per period. Empty: no budget."),
             )
         return super().formfield_for_dbfield(db_field, request, **kwargs)
 
@@ -259,32 +267,35 @@ class UserAdmin(TeamScopedAdmin, DjangoUserAdmin):
             token = services.issue_access_token(obj)
             self._show_access_token(request, obj, token)
 
-    @admin.display(description="balance", ordering="balance")
+    @admin.display(description=_("balance"), ordering="balance")
     def balance_usd(self, obj: User) -> str | None:
         return usd(obj.balance)
 
-    @admin.display(description="password")
+    @admin.display(description=_("password"))
     def password_status(self, obj: User) -> str:
         return "set" if obj.has_usable_password() else "not set"
 
-    @admin.display(description="budget", ordering="budget")
+    @admin.display(description=_("budget"), ordering="budget")
     def budget_usd(self, obj: User) -> str | None:
         return usd(obj.budget)
 
-    @admin.display(description="this period")
+    @admin.display(description=_("this period"))
     def budget_left(self, obj: User) -> str:
         if not obj.pk:
             return "—"
         now = timezone.now()
         text = budget_text(budgets.budget_status(obj, now))
         if obj.team is not None:
-            text += f"; team {obj.team}: {budget_text(budgets.budget_status(obj.team, now))}"
+            text += gettext("; team %(team)s: %(budget)s") % {
+                "team": obj.team,
+                "budget": budget_text(budgets.budget_status(obj.team, now)),
+            }
         return text
 
     def has_adjust_permission(self, request: HttpRequest) -> bool:
         return is_operator(request)
 
-    @admin.action(description="Adjust balance", permissions=["adjust"])
+    @admin.action(description=_("Adjust balance"), permissions=["adjust"])
     def adjust_balance(self, request: HttpRequest, queryset: QuerySet[User]) -> TemplateResponse | None:
         """An intermediate page asks for the amount and the reason, then writes
         one adjustment ledger entry per selected user."""
@@ -295,7 +306,10 @@ class UserAdmin(TeamScopedAdmin, DjangoUserAdmin):
             for user in users:
                 services.adjust(user, amount, actor=request.user, note=note)  # type: ignore[arg-type]
                 self.log_change(request, user, f"Adjusted the balance by {usd(amount)}: {note}")
-            messages.success(request, f"Adjusted {len(users)} balance(s) by {usd(amount)}.")
+            messages.success(
+                request,
+                gettext("Adjusted %(count)d balance(s) by %(amount)s.") % {"count": len(users), "amount": usd(amount)},
+            )
             return None
         return TemplateResponse(
             request,
@@ -303,18 +317,20 @@ class UserAdmin(TeamScopedAdmin, DjangoUserAdmin):
             {
                 **self.admin_site.each_context(request),
                 "opts": self.opts,
-                "title": "Adjust balance",
-                "intro": "Writes one adjustment entry on the ledger of each of these users. "
-                "A negative amount takes money away and may leave a balance below zero.",
+                "title": _("Adjust balance"),
+                "intro": _(
+                    "Writes one adjustment entry on the ledger of each of these users. "
+                    "A negative amount takes money away and may leave a balance below zero."
+                ),
                 "objects": [f"{u.username}: {usd(u.balance)}" for u in queryset.order_by("username")],
                 "form": form,
                 "hidden": [("action", "adjust_balance")]
                 + [(helpers.ACTION_CHECKBOX_NAME, pk) for pk in queryset.values_list("pk", flat=True)],
-                "submit_label": "Adjust",
+                "submit_label": _("Adjust"),
             },
         )
 
-    @admin.action(description="Rotate access token (shown once)", permissions=["change"])
+    @admin.action(description=_("Rotate access token (shown once)"), permissions=["change"])
     def rotate_access_token(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         skipped = 0
         for user in queryset:
@@ -325,13 +341,13 @@ class UserAdmin(TeamScopedAdmin, DjangoUserAdmin):
             self.log_change(request, user, "Rotated the access token.")
             self._show_access_token(request, user, token)
         if skipped:
-            messages.warning(request, f"Skipped {skipped} user(s) you may not manage.")
+            messages.warning(request, gettext("Skipped %(count)d user(s) you may not manage.") % {"count": skipped})
 
     def _show_access_token(self, request: HttpRequest, user: User, token: str) -> None:
         messages.success(
             request,
             format_html(
-                "Access token for {}: <code>{}</code> — copy it now, it will not be shown again.",
+                gettext("Access token for {}: <code>{}</code> — copy it now, it will not be shown again."),
                 user.get_username(),
                 token,
             ),
