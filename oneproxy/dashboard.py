@@ -24,7 +24,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from billing import history
+from billing import budgets, history
+from billing.admin.shared import budget_text
 from billing.models import User
 from billing.money import to_usd
 from channels_app.models import ChannelKey
@@ -99,6 +100,7 @@ def view(request: HttpRequest) -> HttpResponse:
             for row in spenders.results[:TOP_SPENDERS]
         ],
         "team": user.team if not user.is_operator else None,
+        "team_budget": budget_text(budgets.budget_status(user.team, now)) if user.team and not user.is_operator else "",
         "keys": key_grid() if user.is_operator else None,
         "key_states": [(css, ChannelKey.State(state).label) for state, css in KEY_STATES],
     }

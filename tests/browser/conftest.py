@@ -16,6 +16,8 @@ Screenshots go to data/artifacts/browser/<mode>/<test name>/ (gitignored).
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 import shutil
@@ -73,6 +75,8 @@ def chromium() -> Iterator[Any]:
     options.binary_location = str(CHROMIUM)
     for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
         options.add_argument(flag)
+    # The DevTools network events, so a test can see every request's host.
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
     driver.set_page_load_timeout(30)
     try:
@@ -142,12 +146,24 @@ class Browser:
         self.shots.mkdir(parents=True, exist_ok=True)
         path = self.shots / f"{name}.png"
         # The whole page, not only the window: changelists and forms run long.
-        height = self.driver.execute_script("return document.documentElement.scrollHeight")
-        self.driver.set_window_size(1600, min(max(900, height), 4000))
-        self.driver.execute_script("window.scrollTo(0, 0);")
-        self.driver.save_screenshot(str(path))
-        self.driver.set_window_size(1600, 900)
+        # DevTools captures beyond the viewport, so nothing is re-laid out.
+        size = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+        clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 4000), "scale": 1}
+        shot = self.driver.execute_cdp_cmd(
+            "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip}
+        )
+        path.write_bytes(base64.b64decode(shot["data"]))
         return path
+
+    def requested_urls(self) -> list[str]:
+        """Every URL the browser requested since the last call (the DevTools
+        performance log: Network.requestWillBeSent), data: and blob: included."""
+        urls = []
+        for entry in self.driver.get_log("performance"):
+            message = json.loads(entry["message"])["message"]
+            if message.get("method") == "Network.requestWillBeSent":
+                urls.append(message["params"]["request"]["url"])
+        return urls
 
     def login(self, username: str, password: str) -> None:
         self.open("/admin/login/?next=/admin/")
@@ -160,6 +176,7 @@ class Browser:
 @pytest.fixture
 def browser(chromium, gateway, request) -> Iterator[Browser]:
     chromium.delete_all_cookies()
+    chromium.get_log("performance")  # what earlier tests loaded is theirs
     shots = artifacts_dir() / re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name)
     shutil.rmtree(shots, ignore_errors=True)
     yield Browser(driver=chromium, gateway=gateway, shots=shots)

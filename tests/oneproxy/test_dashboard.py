@@ -132,6 +132,7 @@ def test_a_team_admin_sees_their_team_only_and_no_keys_or_channels(client, world
     assert [s["name"] for s in data["series"]] == ["gpt-4o"]  # by channel is not theirs: by model
     assert [s["name"] for s in response.context["spenders"]] == ["rita"]
     assert response.context["totals"]["requests"] == 2
+    assert 'id="team-budget"' in page and "spent this month" in page
     assert 'id="key-health"' not in page and "pool-a" not in page and "bert" not in page
     assert 'value="channel"' not in page and 'value="team"' not in page
 

@@ -26,6 +26,11 @@
     });
   }
 
+  // Spend is in USD and small: at most three significant digits, never 1.2E-5.
+  function usd(value) {
+    return "$" + Number(value).toLocaleString("en", { maximumSignificantDigits: 3 });
+  }
+
   function draw(measure, line) {
     var canvas = document.getElementById("chart-" + measure);
     if (!canvas) return;
@@ -42,7 +47,12 @@
         },
         scales: {
           x: { stacked: !line, ticks: { maxRotation: 0, autoSkip: true, maxTicksLimit: 12 } },
-          y: { stacked: !line, beginAtZero: true, suggestedMax: line ? 100 : undefined },
+          y: {
+            stacked: !line,
+            beginAtZero: true,
+            suggestedMax: line ? 100 : undefined,
+            ticks: measure === "spend" ? { callback: usd } : {},
+          },
         },
       },
     });
