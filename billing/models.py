@@ -400,6 +400,12 @@ class UsageLog(dj.Model):
         verbose_name = _("usage log")
         verbose_name_plural = _("usage logs")
         ordering = ["-id"]
+        indexes = [
+            # The explorer's pages, newest first: a team admin's are always
+            # one team's; the outcome filter's errors are a small part of all.
+            dj.Index(fields=["team", "-id"], name="usagelog_team_newest"),
+            dj.Index(fields=["-id"], condition=dj.Q(status__gte=400), name="usagelog_errors_newest"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.request_id} {self.model}"

@@ -422,6 +422,7 @@ def _utc(value: datetime | None) -> datetime | None:
 # Explorer parameters the rollups can answer, as history.summary's filters.
 _TOTAL_FILTERS = {
     "user__id__exact": "user_id",
+    "user": "user_id",
     "token__id__exact": "token_id",
     "team__id__exact": "team_id",
     "channel__id__exact": "channel_id",
