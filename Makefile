@@ -88,6 +88,7 @@ messages: $(VENV)/.dev
 	xgettext --language=Python --keyword= --keyword=N_ --from-code=UTF-8 --sort-by-file \
 		--package-name=oneproxy -o relay/locale/relay.pot $$(find relay -name '*.py' | sort)
 	msgmerge --quiet --update --backup=none --no-fuzzy-matching $(RELAY_PO) relay/locale/relay.pot
+	msgattrib --no-obsolete -o $(RELAY_PO) $(RELAY_PO)
 	rm relay/locale/relay.pot
 	DATABASE_URL= REDIS_URL= $(BIN)/python manage.py compilemessages --ignore='.venv*'
 
